@@ -1,0 +1,31 @@
+# Two set-up commands for a fresh machine: `make demo` and `make test`.
+# torch==2.13.0 is installed before the project so pip takes the local CPU build
+# instead of resolving torch (and gigabytes of CUDA packages) from the registry.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip "setuptools<81" wheel
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[dev,gui]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/bci demo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) sessions .pytest_cache
