@@ -91,6 +91,8 @@ class Inlet:
         """Samples received since connect."""
         self.newest_time = np.nan
         """Timestamp of the newest sample, s (local clock)."""
+        self.first_time = np.nan
+        """Timestamp of the first sample since connect, s (local clock)."""
         self.last_arrival = np.nan
         """``local_clock()`` when samples last arrived, s."""
         self.gaps: list[Gap] = []
@@ -203,6 +205,8 @@ class Inlet:
             if jump - period > self.settings.gap_min_s:
                 missing = round(float(jump) * self.sfreq) - 1
                 self.gaps.append(Gap(self.name, float(self.newest_time), float(times[0]), missing))
+        if not self.n_samples:
+            self.first_time = times[0]
         self.n_samples += len(times)
         self.newest_time = times[-1]
         self.last_arrival = pylsl.local_clock()
@@ -216,6 +220,14 @@ class Inlet:
         fresh = self.gaps[self._unreported :]
         self._unreported = len(self.gaps)
         return fresh
+
+    @property
+    def srate_measured(self) -> float:
+        """Rate of the samples received, Hz, over the time they cover (gaps excluded)."""
+        span = self.newest_time - self.first_time
+        if self.sfreq > 0:
+            span -= sum(gap.duration_s - 1.0 / self.sfreq for gap in self.gaps)
+        return (self.n_samples - 1) / span if self.n_samples > 1 and span > 0 else float("nan")
 
     @property
     def n_missing(self) -> int:

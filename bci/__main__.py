@@ -1,0 +1,5 @@
+"""``python -m bci`` is the ``bci`` command."""
+
+from bci.cli import main
+
+raise SystemExit(main())

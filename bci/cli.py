@@ -1,0 +1,228 @@
+"""The ``bci`` command: every NeuroLoop entry point for operators and scripts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+
+
+def _add_set(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a protocol field, e.g. --set stimulator.limits.max_amplitude=1.5 "
+        "or --set blocks.1.trials=20 (repeatable)",
+    )  # fmt: skip
+
+
+def _load(protocol: str, overrides: list[str]):
+    from bci.protocol import ProtocolError, find_protocol, load_protocol
+
+    try:
+        loaded, text = load_protocol(protocol, overrides)
+    except ProtocolError as err:
+        print(f"{err.source}: {len(err.lines)} problem(s)", file=sys.stderr)
+        for line in err.lines:
+            print(f"  {line}", file=sys.stderr)
+        return None
+    return loaded, text, str(find_protocol(protocol))
+
+
+def cmd_check(args) -> int:
+    loaded = _load(args.protocol, args.overrides)
+    if loaded is None:
+        return EXIT_BAD_INPUT
+    protocol, _, path = loaded
+    from bci.engine.timeline import plan_blocks, planned_duration_s
+
+    blocks = plan_blocks(protocol.blocks, protocol.session.seed, protocol.decoder.classes)
+    n_trials = sum(len(b.trials) for b in blocks)
+    print(
+        f"{path}: OK — {len(blocks)} blocks, {n_trials} cued trials, "
+        f"~{planned_duration_s(blocks):.0f} s, {protocol.stimulator.modality} ≤ "
+        f"{protocol.stimulator.limits.max_amplitude} ({protocol.stimulator.kind} stimulator)"
+    )
+    return 0
+
+
+def cmd_run(args) -> int:
+    loaded = _load(args.protocol, args.overrides)
+    if loaded is None:
+        return EXIT_BAD_INPUT
+    protocol, text, path = loaded
+    from bci.acquire import StreamNotFoundError
+    from bci.engine.session import default_out_dir, run_session
+
+    out = Path(args.out) if args.out else default_out_dir()
+    try:
+        summary, _ = run_session(protocol, path, text, out, max_minutes=args.minutes)
+    except (StreamNotFoundError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted: stimulation stopped", file=sys.stderr)
+        return 130
+    dec, lat, stim = summary["decoder"], summary["latency_ms"], summary["stimulation"]
+    print(
+        f"session done in {summary['duration_s']:.0f} s → {out}\n"
+        f"  decoder: calibration CV {dec['calibration_accuracy_cv']:.0%}, closed loop "
+        f"{dec['closed_loop_accuracy']:.0%} over {dec['n_trials']} trials\n"
+        f"  latency: p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, max {lat['max']:.2f} ms "
+        f"(n={lat['n']})\n"
+        f"  stimulation: {stim['commands']} commands, max {stim['max_amplitude_ma']:.2f} mA, "
+        f"{stim['charge_mC']:.1f} mC, {stim['clamped']} clamped\n"
+        f"  recording: {(summary['recording'] or {}).get('path', 'off')}"
+    )
+    return 0
+
+
+def cmd_demo(args) -> int:
+    args.protocol = "demo"
+    return cmd_run(args)
+
+
+def cmd_simulate(args) -> int:
+    from devices.virtual_subject.process import SimulateOptions, run_virtual_subject
+
+    options = SimulateOptions(
+        prefix=args.prefix, seed=args.seed, eeg_channels=args.channels, eeg_srate=args.srate,
+        fnirs=not args.no_fnirs, sample_index=args.sample_index, bad_channel=args.bad_channel,
+        line_freq=args.line_freq, duration_s=args.duration, listen=not args.no_listen,
+    )  # fmt: skip
+    run_virtual_subject(options)
+    return 0
+
+
+def cmd_stream_brainflow(args) -> int:
+    from devices.brainflow_bridge import BrainFlowBridge, BridgeSettings
+
+    try:
+        settings = BridgeSettings(
+            board=args.board, serial_port=args.serial_port, name=args.name,
+            mac_address=args.mac_address, ip_address=args.ip_address, ip_port=args.ip_port,
+        )  # fmt: skip
+        bridge = BrainFlowBridge(settings)
+        print(f"publishing BrainFlow board {settings.board!r} as LSL stream {settings.name!r}")
+        pushed = bridge.run(duration_s=args.duration)
+    except (ValueError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 0
+    print(f"pushed {pushed} samples")
+    return 0
+
+
+def cmd_streams(args) -> int:
+    from bci.acquire.resolve import describe, list_streams
+
+    infos = list_streams(wait_s=args.wait)
+    if not infos:
+        print(f"no LSL streams found within {args.wait:g} s")
+    for info in infos:
+        print(describe(info))
+    return 0
+
+
+def cmd_bench_latency(args) -> int:
+    from bci.bench.latency import run_latency_bench
+
+    result = run_latency_bench(Path(args.json), seconds=args.seconds, channels=args.channels,
+                               srate=args.srate)  # fmt: skip
+    lat = result["neuroloop"]["riemann"]
+    print(
+        f"latency newest sample → stimulator write ({args.channels} ch · {args.srate:g} Hz, "
+        f"{lat['n']} decisions): p50 {lat['p50']:.3f} ms, p99 {lat['p99']:.3f} ms, "
+        f"max {lat['max']:.3f} ms → {args.json}"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bci",
+        description="NeuroLoop: closed-loop brain-computer interface. EEG/fNIRS in over LSL, "
+        "decoded in milliseconds, stimulation out through a safety governor.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run the demo session with a virtual subject (~4 min)",
+                          description="Spawn a virtual subject, calibrate a motor-imagery "
+                          "decoder, run a closed loop driving simulated tDCS, record everything "
+                          "to XDF, write summary.json and summary.png.")  # fmt: skip
+    demo.add_argument("--out", help="output folder (default sessions/<timestamp>/)")
+    demo.add_argument("--minutes", type=float, help="stop after this many minutes")
+    _add_set(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    run = sub.add_parser("run", help="run a session protocol",
+                         description="Validate PROTOCOL, then run its timeline: source, "
+                         "recording, calibration, fit, closed loop.")  # fmt: skip
+    run.add_argument("protocol", help="protocol TOML file, or a bundled name (demo, mi_tdcs)")
+    run.add_argument("--minutes", type=float, help="stop after this many minutes")
+    run.add_argument("--out", help="output folder (default sessions/<timestamp>/)")
+    _add_set(run)
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check", help="validate a protocol without running it",
+                           description="Print one line per problem (field, value, what is "
+                           "allowed) and exit 2, or a one-line overview and exit 0.")  # fmt: skip
+    check.add_argument("protocol", help="protocol TOML file, or a bundled name")
+    _add_set(check)
+    check.set_defaults(func=cmd_check)
+
+    sim = sub.add_parser("simulate", help="publish a virtual subject's EEG and fNIRS over LSL",
+                         description="Run a virtual subject that streams like an amplifier, "
+                         "follows the session's cues and responds to its stimulation.")  # fmt: skip
+    sim.add_argument(
+        "--prefix", default="NeuroLoop", help="stream-name prefix (default %(default)s)"
+    )
+    sim.add_argument("--seed", type=int, default=0, help="which subject of the population")
+    sim.add_argument("--channels", type=int, default=32, help="EEG channels (8, 16, 32, 64)")
+    sim.add_argument("--srate", type=float, default=500.0, help="EEG rate, Hz (250-2000)")
+    sim.add_argument("--line-freq", type=float, default=50.0, help="mains frequency, Hz")
+    sim.add_argument("--bad-channel", help="make this channel bad (e.g. T7)")
+    sim.add_argument("--no-fnirs", action="store_true", help="EEG only")
+    sim.add_argument("--sample-index", action="store_true", help="append a SampleIndex channel")
+    sim.add_argument("--no-listen", action="store_true", help="ignore cue and stimulation streams")
+    sim.add_argument("--duration", type=float, help="stop after this many seconds")
+    sim.set_defaults(func=cmd_simulate)
+
+    stream = sub.add_parser("stream", help="bridge an acquisition board to LSL")
+    stream_sub = stream.add_subparsers(dest="bridge", required=True, metavar="BRIDGE")
+    bf = stream_sub.add_parser("brainflow", help="publish a BrainFlow board as an LSL stream",
+                               description="Publish any BrainFlow board (synthetic, cyton, "
+                               "ganglion, muse_s, ...) as an LSL EEG stream.")  # fmt: skip
+    bf.add_argument("--board", required=True, help="board name, e.g. synthetic, cyton")
+    bf.add_argument("--serial-port", default="", help="e.g. /dev/ttyUSB0 or COM3")
+    bf.add_argument("--mac-address", default="", help="Bluetooth boards")
+    bf.add_argument("--ip-address", default="", help="network boards")
+    bf.add_argument("--ip-port", type=int, default=0, help="network boards")
+    bf.add_argument("--name", help="LSL stream name (default BrainFlow-<board>)")
+    bf.add_argument("--duration", type=float, help="stop after this many seconds")
+    bf.set_defaults(func=cmd_stream_brainflow)
+
+    streams = sub.add_parser("streams", help="list the LSL streams on the network")
+    streams.add_argument("--wait", type=float, default=1.0, help="seconds to listen (default 1)")
+    streams.set_defaults(func=cmd_streams)
+
+    bench = sub.add_parser("bench", help="benchmarks (JSON + PNG)")
+    bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    lat = bench_sub.add_parser("latency", help="newest sample → stimulator write latency",
+                               description="Virtual subject at CHANNELS × SRATE, baseline "
+                               "decoder every 10 ms, simulated stimulator; writes JSON and a "
+                               "histogram PNG next to it.")  # fmt: skip
+    lat.add_argument("--json", required=True, help="result file (PNG written beside it)")
+    lat.add_argument("--seconds", type=float, default=60.0, help="closed-loop duration, s")
+    lat.add_argument("--channels", type=int, default=64, help="EEG channels (default 64)")
+    lat.add_argument("--srate", type=float, default=1000.0, help="EEG rate, Hz (default 1000)")
+    lat.set_defaults(func=cmd_bench_latency)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``bci`` console command."""
+    args = build_parser().parse_args(argv)
+    return args.func(args)

@@ -1,0 +1,281 @@
+"""The engine's hot loop: inlet → preprocessing → decoder → controller → governor → stimulator.
+
+One thread. It blocks briefly on the EEG inlet, pushes what arrived through the stages, writes to
+the stimulator, publishes what it decided, and keeps the session's timeline. Nothing here sleeps,
+logs per sample, or waits on a GUI; records are small appends at the decision rate.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pylsl
+
+from bci.acquire import Inlet, RingBuffer
+from bci.control import ProportionalController, ProportionalSettings
+from bci.decode import DECODERS, Decoder, DecoderInfo
+from bci.engine.outlets import SessionOutlets
+from bci.engine.preprocess import eeg_pipeline, fnirs_pipeline
+from bci.engine.timeline import PlannedBlock
+from bci.protocol import Protocol
+from bci.safety.governor import Governor, GovernorSettings
+from bci.signal import SlidingWindow, SlidingWindowSettings
+from devices.stimulators import Stimulator
+
+_PULL_TIMEOUT_S = 0.002  # short enough to notice a stall and keep cue timing within ms
+
+
+@dataclass
+class EngineRecord:
+    """What the engine did, for the summary and the tests. Grows at the decision rate."""
+
+    cues: list[tuple[float, str, int]] = field(default_factory=list)
+    """(time, label, block index) of every cue."""
+    decisions: list[tuple[float, np.ndarray]] = field(default_factory=list)
+    """(newest-sample time, probabilities) of every closed-loop decision."""
+    commands: list = field(default_factory=list)
+    """Every :class:`~devices.stimulators.StimCommand` written."""
+    latency_ms: list[np.ndarray] = field(default_factory=list)
+    """Per-decision stage durations and end-to-end latency, ms (``LATENCY_CHANNELS`` order)."""
+    events: list[dict] = field(default_factory=list)
+    """Every event published."""
+    blocks: list[tuple[int, str, float, float]] = field(default_factory=list)
+    """(index, kind, start, stop) of every block run."""
+    calibration_accuracy_cv: float = float("nan")
+    n_calibration_trials: int = 0
+    nirs_samples: int = 0
+    start_time: float = float("nan")
+    stop_time: float = float("nan")
+
+
+class Engine:
+    """Runs one protocol's timeline over connected inlets, outlets and a started stimulator.
+
+    Parameters
+    ----------
+    protocol : Protocol
+        The validated session protocol.
+    eeg : Inlet
+        Connected EEG inlet.
+    outlets : SessionOutlets
+        The session's outlets.
+    stimulator : Stimulator
+        Connected and started stimulator; only the governor's output reaches it.
+    nirs : Inlet | None
+        Connected fNIRS inlet, if the session has one.
+    """
+
+    def __init__(self, protocol: Protocol, eeg: Inlet, outlets: SessionOutlets,
+                 stimulator: Stimulator, nirs: Inlet | None = None) -> None:  # fmt: skip
+        self.protocol, self.eeg, self.nirs = protocol, eeg, nirs
+        self.outlets, self.stimulator = outlets, stimulator
+        pre = protocol.preprocessing
+        self.pipeline = eeg_pipeline(pre, eeg.ch_names, eeg.sfreq)
+        self.slider = SlidingWindow(SlidingWindowSettings(pre.window_s, pre.hop_s, eeg.sfreq))
+        calibration_s = sum(b.trials * (b.cue_s + max(b.iti_s)) for b in protocol.blocks) + 30
+        self.processed = RingBuffer(int(calibration_s * eeg.sfreq), len(pre.picks))
+        self.nirs_pipeline = fnirs_pipeline(nirs.ch_names) if nirs is not None else None
+        self.decoder: Decoder | None = None
+        ctl, stim = protocol.controller, protocol.stimulator
+        self.controller = ProportionalController(
+            ProportionalSettings(
+                target_index=protocol.decoder.classes.index(ctl.target_class),
+                p_low=ctl.p_low, p_high=ctl.p_high, floor=ctl.floor, ceiling=ctl.ceiling,
+                ramp_up_per_s=ctl.ramp_up_per_s, ramp_down_per_s=ctl.ramp_down_per_s,
+            )
+        )  # fmt: skip
+        self.governor = Governor(
+            GovernorSettings(
+                stim.modality, stim.limits.max_amplitude, stim.limits.max_slew_per_s,
+                protocol.safety.stop_ramp_s,
+            )
+        )  # fmt: skip
+        self.record = EngineRecord()
+        self.stalled = False
+        self.block: PlannedBlock | None = None
+        self.elapsed_s = 0.0
+        """Seconds since the session started (read by progress displays)."""
+        self._n_safety_events = 0
+
+    # events --------------------------------------------------------------------------------
+    def _event(self, kind: str, time: float, **detail) -> None:
+        self.outlets.event(kind, time, **detail)
+        self.record.events.append({"kind": kind, "time": time, **detail})
+
+    def _publish_safety_events(self) -> None:
+        fresh = self.governor.state.events[self._n_safety_events :]
+        for event in fresh:
+            self._event(f"safety.{event.kind}", event.time, detail=event.detail)
+        self._n_safety_events += len(fresh)
+
+    # stimulation ---------------------------------------------------------------------------
+    def _write(self, amplitude: float, sample_time: float) -> None:
+        freq = self.protocol.stimulator.frequency_hz if amplitude else 0.0
+        command = self.stimulator.write(amplitude, freq, 0, sample_time)
+        self.record.commands.append(command)
+        self.outlets.stimulation(command)
+
+    def _hold_safe(self, now: float) -> None:
+        """While the governor holds (a trip, or a block without stimulation), follow its ramp."""
+        amplitude = self.governor.tick(now)
+        last = self.stimulator.last
+        if last is not None and last.amplitude != amplitude:
+            self._write(amplitude, self.eeg.newest_time)
+        self._publish_safety_events()
+
+    # data ----------------------------------------------------------------------------------
+    def _on_eeg(self, data: np.ndarray, times: np.ndarray, t_pulled: int) -> None:
+        t0 = time.perf_counter_ns()
+        out, out_times = self.pipeline(data, times)
+        self.processed.write(out, out_times)
+        windows, ends = self.slider(out, out_times)
+        t1 = time.perf_counter_ns()
+        block = self.block
+        if self.decoder is None or block is None or block.kind != "closed_loop" or not len(ends):
+            return
+        keep = ends >= self._block_start  # backlog from before the block is not acted on
+        if not keep.any():
+            return
+        windows, ends = windows[keep], ends[keep]
+        proba = self.decoder.predict_proba(windows)
+        t2 = time.perf_counter_ns()
+        for row, end in zip(proba, ends, strict=True):
+            self.outlets.decision(row, end)
+            self.record.decisions.append((float(end), row.copy()))
+            requested = self.controller(row, end) if block.stimulate else 0.0
+        t3 = time.perf_counter_ns()
+        allowed = self.governor.request(requested, pylsl.local_clock())
+        self._write(allowed, float(ends[-1]))
+        t4 = time.perf_counter_ns()
+        command = self.stimulator.last
+        stages = np.array(
+            [(t0 - t_pulled) / 1e6, (t1 - t0) / 1e6, (t2 - t1) / 1e6, (t3 - t2) / 1e6,
+             (t4 - t3) / 1e6, (command.write_time - command.sample_time) * 1e3]
+        )  # fmt: skip
+        self.record.latency_ms.append(stages)
+        self.outlets.latency_sample(stages, command.write_time)
+        self._publish_safety_events()
+
+    def _on_nirs(self) -> None:
+        data, times = self.nirs.pull(0.0)
+        if len(times):
+            self.nirs_pipeline(data, times)
+            self.record.nirs_samples += len(times)
+
+    def _watch_input(self, now: float) -> None:
+        since = self.eeg.seconds_since_data(now)
+        if not self.stalled and since > self.protocol.safety.watchdog_stall_s:
+            self.stalled = True
+            self.governor.trip("input stall", now)
+            self._event("stall", now, stream=self.eeg.name, silent_ms=round(since * 1e3, 1))
+
+    def _on_resume(self, now: float) -> None:
+        self.stalled = False
+        for gap in self.eeg.new_gaps():
+            self._event("gap", now, stream=gap.stream, start=gap.start, stop=gap.stop,
+                        duration_s=gap.duration_s, missing=gap.missing)  # fmt: skip
+        # windows must not straddle the gap, and filters restart from the new data
+        self.pipeline.reset()
+        self.slider.reset()
+        if self.block.kind == "closed_loop" and self.block.stimulate:
+            self.governor.recover(now)
+        self._event("resume", now, stream=self.eeg.name)
+
+    # timeline ------------------------------------------------------------------------------
+    def _start_block(self, block: PlannedBlock, now: float) -> None:
+        if self.block is not None:
+            self.record.blocks.append((self.block.index, self.block.kind, self._block_start, now))
+        self.block, self._block_start, self._next_trial = block, now, 0
+        self._event("block", now, index=block.index, block=block.kind)
+        if block.kind == "closed_loop" and block.stimulate:
+            self.controller.reset()
+            if not self.stalled:
+                self.governor.recover(now)
+        else:
+            self.governor.trip(f"{block.kind} block", now, kind="hold")
+
+    def _run_cues(self, now: float) -> None:
+        trials = self.block.trials
+        while self._next_trial < 2 * len(trials):
+            trial = trials[self._next_trial // 2]
+            starting = self._next_trial % 2 == 0
+            due = self._block_start + (trial.onset_s if starting else trial.stop_s)
+            if now < due:
+                return
+            label = trial.label if starting else "rest"
+            self.outlets.cue(label, now)
+            if starting:
+                self.record.cues.append((now, label, self.block.index))
+            self._next_trial += 1
+
+    def _fit(self, now: float) -> None:
+        from bci.engine.calibration import calibration_windows
+
+        pre, dec = self.protocol.preprocessing, self.protocol.decoder
+        cues = [(t, label) for t, label, index in self.record.cues
+                if self.protocol.blocks[index].kind == "calibration"]  # fmt: skip
+        windows, labels, groups = calibration_windows(
+            self.processed, cues, self.eeg.sfreq, dec, pre
+        )
+        info = DecoderInfo(tuple(pre.picks), self.eeg.sfreq, pre.window_s, tuple(dec.classes))
+        decoder = DECODERS[dec.kind]()
+        self.record.calibration_accuracy_cv = decoder.cross_validate(
+            windows, labels, groups, info, dec.cv_folds
+        )
+        self.decoder = decoder.fit(windows, labels, info)
+        self.decoder.check_compatible(tuple(self.pipeline.ch_names_out), self.eeg.sfreq)
+        self.record.n_calibration_trials = len(set(groups))
+        self._event("fit", pylsl.local_clock(), decoder=dec.kind, trials=len(set(groups)),
+                    cv_accuracy=self.record.calibration_accuracy_cv)  # fmt: skip
+
+    # the loop ------------------------------------------------------------------------------
+    def run(self, blocks: list[PlannedBlock], stop: threading.Event | None = None,
+            max_duration_s: float | None = None) -> EngineRecord:  # fmt: skip
+        """Run the blocks in order; returns the record. Output is at zero when it returns."""
+        stop = stop or threading.Event()
+        start = pylsl.local_clock()
+        self.record.start_time = start
+        deadline = start + max_duration_s if max_duration_s else np.inf
+        queue = list(blocks)
+        self._start_block(queue.pop(0), start)
+        self._write(0.0, self.eeg.newest_time)
+        next_nirs = start
+        try:
+            while not stop.is_set():
+                data, times = self.eeg.pull(_PULL_TIMEOUT_S)
+                t_pulled = time.perf_counter_ns()
+                now = pylsl.local_clock()
+                if len(times):
+                    if self.stalled:
+                        self._on_resume(now)
+                    self._on_eeg(data, times, t_pulled)
+                else:
+                    self._watch_input(now)
+                if self.governor.tripped:
+                    self._hold_safe(now)
+                if self.nirs is not None and now >= next_nirs:
+                    self._on_nirs()
+                    next_nirs = now + 0.05
+                self._run_cues(now)
+                self.elapsed_s = now - start
+                if now >= deadline:
+                    self._event("deadline", now, minutes=max_duration_s / 60)
+                    break
+                if self.block.kind == "fit":
+                    self._fit(now)
+                elif now - self._block_start < self.block.duration_s:
+                    continue
+                if not queue:
+                    break
+                self._start_block(queue.pop(0), pylsl.local_clock())
+        finally:
+            now = pylsl.local_clock()
+            self.governor.trip("session end", now, kind="hold")
+            self._write(0.0, self.eeg.newest_time)
+            self.record.blocks.append((self.block.index, self.block.kind, self._block_start, now))
+            self.record.stop_time = now
+            self._event("end", now)
+        return self.record

@@ -1,0 +1,170 @@
+"""A whole session: spawn the source, resolve it, record, run the engine, summarize."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from contextlib import ExitStack
+from datetime import datetime
+from pathlib import Path
+
+from tqdm import tqdm
+
+from bci.acquire import Inlet, InletSettings, StreamQuery, resolve_streams
+from bci.engine.loop import Engine, EngineRecord
+from bci.engine.outlets import SessionOutlets
+from bci.engine.summary import build_summary, plot_summary
+from bci.engine.timeline import plan_blocks, planned_duration_s
+from bci.protocol import Protocol
+from bci.record import Recorder
+from bci.streams import EEG_TYPE, NIRS_TYPE, stream_names
+from devices.stimulators import STIMULATORS
+
+
+def default_out_dir() -> Path:
+    """``sessions/<timestamp>/`` under the working directory."""
+    return Path("sessions") / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def virtual_subject_command(protocol: Protocol) -> list[str]:
+    """The ``bci simulate`` command line that plays the protocol's virtual subject."""
+    src = protocol.source
+    command = [
+        sys.executable, "-m", "bci", "simulate",
+        "--prefix", protocol.session.prefix,
+        "--seed", str(src.seed),
+        "--channels", str(src.eeg_channels),
+        "--srate", f"{src.eeg_srate:g}",
+        "--line-freq", str(src.line_freq),
+    ]  # fmt: skip
+    if not src.fnirs:
+        command.append("--no-fnirs")
+    if src.sample_index:
+        command.append("--sample-index")
+    return command
+
+
+class VirtualSubjectProcess:
+    """The virtual subject as a child process, terminated on exit."""
+
+    def __init__(self, command: list[str], log_path: Path) -> None:
+        self.command, self.log_path = command, log_path
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> VirtualSubjectProcess:
+        self._log = open(self.log_path, "w")
+        self.process = subprocess.Popen(
+            self.command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+def _source_queries(protocol: Protocol) -> tuple[StreamQuery, StreamQuery | None]:
+    names = stream_names(protocol.session.prefix)
+    src = protocol.source
+    if src.kind == "virtual":
+        eeg = StreamQuery(name=names["eeg"], type=EEG_TYPE)
+        nirs = StreamQuery(name=names["nirs"], type=NIRS_TYPE) if src.fnirs else None
+    else:
+        eeg = StreamQuery(name=src.eeg_stream or names["eeg"])
+        nirs = StreamQuery(name=src.nirs_stream) if src.nirs_stream else None
+    return eeg, nirs
+
+
+def _progress(engine: Engine, total_s: float, done: threading.Event) -> None:
+    # a separate thread, so the hot loop never writes to the terminal
+    with tqdm(total=round(total_s), unit="s", desc="session", leave=True) as bar:
+        while not done.wait(0.5):
+            block = engine.block.kind if engine.block else ""
+            bar.set_postfix_str(f"{block} trials={len(engine.record.cues)}", refresh=False)
+            bar.update(max(0, round(engine.elapsed_s) - bar.n))
+
+
+def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_dir: Path,
+                max_minutes: float | None = None, stop: threading.Event | None = None,
+                progress: bool = True) -> tuple[dict, EngineRecord]:  # fmt: skip
+    """Run a protocol end to end; writes ``summary.json``, ``summary.png`` (and the XDF).
+
+    Returns
+    -------
+    summary : dict
+        The content of ``summary.json``.
+    record : EngineRecord
+        Everything the engine did, decision by decision.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "protocol.toml").write_text(protocol_text)
+    stim_settings = protocol.stimulator
+    blocks = plan_blocks(protocol.blocks, protocol.session.seed, protocol.decoder.classes)
+    with ExitStack() as stack:
+        if protocol.source.kind == "virtual":
+            stack.enter_context(
+                VirtualSubjectProcess(
+                    virtual_subject_command(protocol), out_dir / "virtual_subject.log"
+                )
+            )
+        outlets = SessionOutlets(
+            protocol.session.prefix, protocol.decoder.classes, stim_settings.modality,
+            stim_settings.anode, stim_settings.cathode,
+        )  # fmt: skip
+        stack.callback(outlets.close)
+        eeg_query, nirs_query = _source_queries(protocol)
+        queries = [eeg_query] + ([nirs_query] if nirs_query else [])
+        infos = resolve_streams(queries, timeout_s=protocol.source.resolve_timeout_s)
+        eeg = stack.enter_context(Inlet(infos[0], InletSettings(buffer_s=60)))
+        nirs = stack.enter_context(Inlet(infos[1])) if nirs_query else None
+        stimulator = stack.enter_context(STIMULATORS[stim_settings.kind](stim_settings.modality))
+        recorder = None
+        if protocol.recording.enabled:
+            names = [eeg.name] + ([nirs.name] if nirs else []) + list(outlets.names.values())[2:]
+            recorder = Recorder(out_dir / protocol.recording.filename, names)
+            recorder.start()
+            stack.callback(recorder.stop)
+        engine = Engine(protocol, eeg, outlets, stimulator, nirs)
+        done = threading.Event()
+        if progress:
+            monitor = threading.Thread(
+                target=_progress, args=(engine, planned_duration_s(blocks), done), daemon=True
+            )
+            monitor.start()
+        try:
+            record = engine.run(blocks, stop, max_minutes * 60 if max_minutes else None)
+        finally:
+            done.set()
+        stack.close()  # stop the recorder and the subject before reading the file
+        recording = _recording_info(recorder) if recorder else None
+        summary = build_summary(
+            protocol, protocol_name, record, eeg, nirs, outlets, engine.governor.state, recording
+        )
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    plot_summary(summary, record, protocol, out_dir / "summary.png")
+    return summary, record
+
+
+def _recording_info(recorder: Recorder) -> dict:
+    """Path and size of the XDF, and the streams it holds as pyxdf reads them back."""
+    import pyxdf
+
+    info = {"path": str(recorder.path), "size_bytes": recorder.size_bytes, "streams": {}}
+    try:
+        streams, _ = pyxdf.load_xdf(str(recorder.path), synchronize_clocks=True)
+    except Exception as err:
+        info["error"] = f"pyxdf could not read the recording: {err}"
+        return info
+    for stream in streams:
+        name = stream["info"]["name"][0]
+        info["streams"][name] = {"samples": len(stream["time_stamps"])}
+    return info

@@ -1,0 +1,171 @@
+"""Read a protocol TOML, apply ``--set`` overrides, validate, explain each error in one line."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from collections.abc import Callable, Iterable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from bci.protocol.schema import Protocol
+
+PROTOCOLS_DIR = Path(__file__).resolve().parents[2] / "protocols"
+"""The ``protocols/`` folder of a source checkout."""
+
+
+class ProtocolError(ValueError):
+    """A protocol that cannot run; ``lines`` holds one message per problem."""
+
+    def __init__(self, source: str, lines: list[str]) -> None:
+        self.source = source
+        self.lines = lines
+        super().__init__(f"{source}: " + "; ".join(lines))
+
+
+def find_protocol(name: str | Path) -> Path:
+    """A protocol path as given, or a bare name (``demo``) looked up in ``protocols/``."""
+    path = Path(name)
+    if path.exists():
+        return path
+    bundled = PROTOCOLS_DIR / f"{path.stem}.toml"
+    if path.suffix in ("", ".toml") and path.parent == Path(".") and bundled.exists():
+        return bundled
+    available = ", ".join(sorted(p.stem for p in PROTOCOLS_DIR.glob("*.toml")))
+    raise ProtocolError(str(name), [f"file not found; bundled protocols are: {available}"])
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``dotted.key=value``; the value is read as TOML (``1.5``, ``true``, ``[8, 30]``)
+    and taken as a plain string when it is not valid TOML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ProtocolError("--set", [f"{text!r} is not of the form dotted.key=value"])
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
+    """A copy of ``data`` with each ``dotted.key=value`` set (list items by index: ``blocks.2``)."""
+    data = copy.deepcopy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node: Any = data
+        for i, part in enumerate(path[:-1]):
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    where = ".".join(path[:i])
+                    raise ProtocolError("--set", [f"{where} has no item {part!r} ({text})"])
+                node = node[int(part)]
+            else:
+                node = node.setdefault(part, {})
+        last = path[-1]
+        if isinstance(node, list):
+            if not last.isdigit() or int(last) >= len(node):
+                raise ProtocolError("--set", [f"no list item {last!r} for {text!r}"])
+            node[int(last)] = value
+        else:
+            node[last] = value
+    return data
+
+
+def _field_path(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc) or "(protocol)"
+
+
+def format_validation_error(error: ValidationError) -> list[str]:
+    """One line per pydantic error: field path, the value received, what is allowed."""
+    lines = []
+    for item in error.errors():
+        loc = tuple(part for part in item["loc"] if part not in ("function-after",))
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "missing":
+            lines.append(f"{_field_path(loc)}: missing; this field is required")
+        elif item["type"] == "extra_forbidden":
+            lines.append(f"{_field_path(loc)}: unknown field; check its spelling")
+        elif loc and item["type"] != "value_error":
+            lines.append(f"{_field_path(loc)}: got {item['input']!r}; {message}")
+        else:
+            lines.append(f"{_field_path(loc)}: {message}")
+    return lines
+
+
+@cache
+def standard_channel_names() -> frozenset[str]:
+    """Every electrode name of the 10-05 system (MNE's ``standard_1005`` montage)."""
+    import mne
+
+    return frozenset(mne.channels.make_standard_montage("standard_1005").ch_names)
+
+
+def channel_problems(protocol: Protocol, source_channels: Callable[[int], list[str]]) -> list[str]:
+    """Channel names that the protocol uses but its source cannot provide."""
+    problems = []
+    standard = standard_channel_names()
+    if protocol.source.kind == "virtual":
+        available = set(source_channels(protocol.source.eeg_channels))
+        where = f"the {protocol.source.eeg_channels}-channel virtual subject"
+    else:
+        available, where = standard, "the 10-05 system"
+    for i, name in enumerate(protocol.preprocessing.picks):
+        if name not in available:
+            problems.append(
+                f"preprocessing.picks.{i}: got {name!r}; not a channel of {where} "
+                f"(e.g. {', '.join(sorted(available)[:8])}, ...)"
+            )
+    for field in ("anode", "cathode"):
+        name = getattr(protocol.stimulator, field)
+        if name not in standard:
+            problems.append(f"stimulator.{field}: got {name!r}; not a 10-05 electrode name")
+    return problems
+
+
+def _virtual_channels(n_channels: int) -> list[str]:
+    from devices.virtual_subject import channel_names
+
+    return channel_names(n_channels)
+
+
+def load_protocol(path: str | Path, overrides: Iterable[str] = ()) -> tuple[Protocol, str]:
+    """Read, override and validate a protocol.
+
+    Parameters
+    ----------
+    path : str | Path
+        A TOML file, or the name of a bundled protocol (``demo``).
+    overrides : iterable of str
+        ``dotted.key=value`` settings applied before validation.
+
+    Returns
+    -------
+    protocol : Protocol
+        The validated protocol.
+    text : str
+        The file's text (recorded with the session).
+
+    Raises
+    ------
+    ProtocolError
+        With one line per problem.
+    """
+    file = find_protocol(path)
+    text = file.read_text()
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ProtocolError(str(file), [f"not valid TOML: {err}"]) from None
+    data = apply_overrides(data, overrides)
+    try:
+        protocol = Protocol.model_validate(data)
+    except ValidationError as err:
+        raise ProtocolError(str(file), format_validation_error(err)) from None
+    problems = channel_problems(protocol, _virtual_channels)
+    if problems:
+        raise ProtocolError(str(file), problems)
+    return protocol, text

@@ -1,0 +1,1 @@
+"""The safety governor: the only road to a stimulator."""

@@ -1,0 +1,271 @@
+"""Stateful noise and event building blocks shared by the EEG and fNIRS generators.
+
+Every block carries its state between calls so that generating ``n`` samples at once or in any
+split of ``n`` gives the same signal: filters keep their ``zi``, random draws come from a
+generator owned by one consumer, and event kernels are indexed by absolute sample number.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import signal
+
+# Keys of the independent random streams drawn from one subject seed. A consumer owns its stream
+# so that the order in which consumers draw (which depends on chunking) never matters. Adding a
+# stream with a new key leaves every other stream unchanged.
+STREAM_PARAMS = 0
+STREAM_ANATOMY = 1
+STREAM_EEG_NOISE = 2
+STREAM_BLINKS = 3
+STREAM_EMG = 4
+STREAM_TRIALS = 5
+STREAM_FNIRS_NOISE = 6
+STREAM_FNIRS_MOTION = 7
+STREAM_FNIRS_ANATOMY = 8
+
+
+def rng_stream(seed: int, key: int) -> np.random.Generator:
+    """Independent random generator number ``key`` of subject ``seed``.
+
+    Parameters
+    ----------
+    seed : int
+        Subject seed, >= 0.
+    key : int
+        Stream key, one of the ``STREAM_*`` constants.
+
+    Returns
+    -------
+    rng : numpy.random.Generator
+        Generator seeded by ``SeedSequence(seed, spawn_key=(key,))``.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(key,)))
+
+
+def band_noise_sos(low_hz: float, high_hz: float, sfreq: float) -> np.ndarray:
+    """4th-order Butterworth band-pass, scaled so unit white noise comes out with unit RMS.
+
+    Parameters
+    ----------
+    low_hz, high_hz : float
+        Pass band edges, Hz; ``high_hz`` is clipped below Nyquist.
+    sfreq : float
+        Sampling rate, Hz.
+
+    Returns
+    -------
+    sos : array, shape (2, 6)
+        Second-order sections.
+    """
+    high_hz = min(high_hz, 0.45 * sfreq)
+    if not 0 < low_hz < high_hz:
+        raise ValueError(f"band must satisfy 0 < low < high < 0.45*sfreq, got {low_hz}-{high_hz}")
+    sos = signal.butter(2, [low_hz, high_hz], btype="bandpass", fs=sfreq, output="sos")
+    return _unit_rms(sos)
+
+
+def lowpass_noise_sos(cutoff_hz: float, sfreq: float) -> np.ndarray:
+    """1st-order low-pass (Brownian-like drift below ``cutoff_hz``) with unit output RMS.
+
+    Parameters
+    ----------
+    cutoff_hz : float
+        Corner frequency, Hz.
+    sfreq : float
+        Sampling rate, Hz.
+
+    Returns
+    -------
+    sos : array, shape (1, 6)
+    """
+    pole = math.exp(-2 * math.pi * cutoff_hz / sfreq)
+    sos = np.array([[1.0 - pole, 0.0, 0.0, 1.0, -pole, 0.0]])
+    return _unit_rms(sos)
+
+
+def power_law_sos(
+    exponent: float, sfreq: float, f_low: float = 0.3, per_decade: float = 2.0
+) -> np.ndarray:
+    """Pole-zero cascade whose power spectrum falls as 1/f^exponent above ``f_low``.
+
+    Poles sit every ``1/per_decade`` decades and each is followed by a zero ``exponent/2`` of that
+    spacing later, so the average slope is ``-10*exponent`` dB/decade (Keshner 1982; Kasdin 1995).
+    One cascade filters every channel in a single ``sosfilt`` call.
+
+    Parameters
+    ----------
+    exponent : float
+        Aperiodic exponent, 0 < exponent <= 2.
+    sfreq : float
+        Sampling rate, Hz.
+    f_low : float
+        Frequency below which the spectrum turns flat, Hz.
+    per_decade : float
+        Pole-zero pairs per decade; 2 keeps the ripple under about 1 dB.
+
+    Returns
+    -------
+    sos : array, shape (n_sections, 6)
+        Scaled so that unit white noise gives unit RMS over 1–40 Hz.
+    """
+    if not 0 < exponent <= 2:
+        raise ValueError(f"exponent must be in (0, 2], got {exponent}")
+    spacing = 1.0 / per_decade
+    n_pairs = max(1, math.ceil(math.log10(0.45 * sfreq / f_low) * per_decade))
+    rows = []
+    for k in range(n_pairs):
+        f_pole = f_low * 10 ** (k * spacing)
+        f_zero = f_pole * 10 ** (spacing * exponent / 2)
+        pole = math.exp(-2 * math.pi * f_pole / sfreq)
+        zero = math.exp(-2 * math.pi * min(f_zero, 0.49 * sfreq) / sfreq)
+        rows.append([1.0, -zero, 0.0, 1.0, -pole, 0.0])
+    sos = np.array(rows)
+    freqs, response = signal.sosfreqz(sos, worN=8192, fs=sfreq)
+    band = (freqs >= 1.0) & (freqs <= 40.0)
+    # One-sided PSD of unit-variance white noise is 2/sfreq per Hz.
+    band_var = np.trapezoid(np.abs(response[band]) ** 2 * 2 / sfreq, freqs[band])
+    sos[0, :3] /= math.sqrt(band_var)
+    return sos
+
+
+def _unit_rms(sos: np.ndarray) -> np.ndarray:
+    """Scale ``sos`` so that white noise of unit variance comes out with unit variance."""
+    sos = np.array(sos, dtype=float)
+    _, response = signal.sosfreqz(sos, worN=1 << 16)
+    sos[0, :3] /= math.sqrt(np.mean(np.abs(response) ** 2))
+    return sos
+
+
+class StatefulSos:
+    """Second-order-section filter over the columns of a chunk, state carried between calls.
+
+    Parameters
+    ----------
+    sos : array, shape (n_sections, 6)
+        Filter.
+    n_columns : int
+        Number of independent columns filtered.
+    """
+
+    def __init__(self, sos: np.ndarray, n_columns: int) -> None:
+        self.sos = np.asarray(sos, dtype=float)
+        self.zi = np.zeros((self.sos.shape[0], 2, n_columns))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Filter ``x``, shape (n_samples, n_columns), and return the same shape."""
+        if x.shape[0] == 0:
+            return np.zeros_like(x)
+        y, self.zi = signal.sosfilt(self.sos, x, axis=0, zi=self.zi)
+        return y
+
+
+class Envelope:
+    """First-order lag toward piecewise-constant targets: smooth on/offsets of rhythm changes.
+
+    Parameters
+    ----------
+    initial : array, shape (n_columns,)
+        Starting value of every column (also its first target).
+    time_constant_s : float
+        Lag shared by all columns, s.
+    sfreq : float
+        Sampling rate, Hz.
+    """
+
+    def __init__(self, initial: np.ndarray, time_constant_s: float, sfreq: float) -> None:
+        self.target = np.array(initial, dtype=float)
+        self.value = self.target.copy()
+        self._decay = math.exp(-1.0 / (time_constant_s * sfreq))
+
+    def __call__(self, n_samples: int) -> np.ndarray:
+        """Envelope for the next ``n_samples`` samples, shape (n_samples, n_columns)."""
+        if n_samples == 0:
+            return np.empty((0, self.target.size))
+        a = self._decay
+        # Exact recursion (not a closed form) so that any chunk split gives the same values.
+        targets = np.broadcast_to(self.target, (n_samples, self.target.size))
+        out, _ = signal.lfilter([1.0 - a], [1.0, -a], targets, axis=0, zi=a * self.value[None])
+        self.value = out[-1].copy()
+        return out
+
+
+@dataclass
+class _Kernel:
+    start: int
+    waveform: np.ndarray  # (length,) or (length, n_channels)
+    spatial: np.ndarray | None  # (n_channels,) when waveform is 1-D
+
+
+class KernelOverlay:
+    """Sum of transient waveforms (blinks, bursts, pulses) that may span many chunks.
+
+    Parameters
+    ----------
+    n_channels : int
+        Width of the rendered output.
+    """
+
+    def __init__(self, n_channels: int) -> None:
+        self.n_channels = n_channels
+        self._kernels: list[_Kernel] = []
+
+    def add(self, start: int, waveform: np.ndarray, spatial: np.ndarray | None = None) -> None:
+        """Add ``waveform`` (shape (length,) with ``spatial`` (n_channels,), or (length, n_channels))
+        starting at absolute sample ``start``."""
+        self._kernels.append(_Kernel(int(start), np.asarray(waveform, dtype=float), spatial))
+
+    def __call__(self, first: int, n_samples: int) -> np.ndarray | None:
+        """Overlay for absolute samples ``first``..``first+n_samples-1``; None when empty."""
+        if not self._kernels:
+            return None
+        out = np.zeros((n_samples, self.n_channels))
+        stop = first + n_samples
+        keep = []
+        for kernel in self._kernels:
+            end = kernel.start + kernel.waveform.shape[0]
+            lo, hi = max(kernel.start, first), min(end, stop)
+            if lo < hi:
+                piece = kernel.waveform[lo - kernel.start : hi - kernel.start]
+                if kernel.spatial is not None:
+                    piece = np.multiply.outer(piece, kernel.spatial)
+                out[lo - first : hi - first] += piece
+            if end > stop:
+                keep.append(kernel)
+        self._kernels = keep
+        return out
+
+
+class PoissonTimes:
+    """Event times of a Poisson process, drawn lazily so that chunking never changes them.
+
+    Parameters
+    ----------
+    rate_per_s : float
+        Mean event rate, events/s; 0 disables the process.
+    rng : numpy.random.Generator
+        Generator owned by this process alone.
+    """
+
+    def __init__(self, rate_per_s: float, rng: np.random.Generator) -> None:
+        self.rate = float(rate_per_s)
+        self.rng = rng
+        self.next_time = rng.exponential(1.0 / self.rate) if self.rate > 0 else math.inf
+
+    def until(self, end_s: float) -> list[float]:
+        """Pop every event time before ``end_s``, s."""
+        times = []
+        while self.next_time < end_s:
+            times.append(self.next_time)
+            self.next_time += self.rng.exponential(1.0 / self.rate)
+        return times
+
+
+def sample_at(time_s: float, sfreq: float) -> int:
+    """Index of the first sample at or after ``time_s`` (s since sample 0)."""
+    # The small tolerance keeps ``k / sfreq`` itself mapping to sample ``k`` despite rounding.
+    return max(0, math.ceil(time_s * sfreq - 1e-6))
