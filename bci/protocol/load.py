@@ -92,16 +92,21 @@ def format_validation_error(error: ValidationError) -> list[str]:
         elif loc and item["type"] != "value_error":
             lines.append(f"{_field_path(loc)}: got {item['input']!r}; {message}")
         else:
-            lines.append(f"{_field_path(loc)}: {message}")
+            # model validators word their messages "<field below loc>: got ...; ..."
+            field, sep, rest = message.partition(": ")
+            if sep and field.replace("_", "").replace(".", "").isalnum():
+                lines.append(f"{_field_path((*loc, field))}: {rest}")
+            else:
+                lines.append(f"{_field_path(loc)}: {message}")
     return lines
 
 
 @cache
 def standard_channel_names() -> frozenset[str]:
-    """Every electrode name of the 10-05 system (MNE's ``standard_1005`` montage)."""
-    import mne
+    """Every electrode name of the 10-05 system (MNE's template montage)."""
+    from devices.virtual_subject.montage import montage_positions
 
-    return frozenset(mne.channels.make_standard_montage("standard_1005").ch_names)
+    return frozenset(montage_positions())
 
 
 def channel_problems(protocol: Protocol, source_channels: Callable[[int], list[str]]) -> list[str]:
@@ -127,9 +132,9 @@ def channel_problems(protocol: Protocol, source_channels: Callable[[int], list[s
 
 
 def _virtual_channels(n_channels: int) -> list[str]:
-    from devices.virtual_subject import channel_names
+    from devices.virtual_subject.montage import select_channels
 
-    return channel_names(n_channels)
+    return list(select_channels(n_channels))
 
 
 def load_protocol(path: str | Path, overrides: Iterable[str] = ()) -> tuple[Protocol, str]:

@@ -72,7 +72,7 @@ class PreprocessingSection(_Strict):
         low, high = self.bandpass_hz
         if not 0 < low < high:
             raise ValueError(
-                f"bandpass_hz must be (low, high) with 0 < low < high, got {low, high}"
+                f"bandpass_hz: got {[low, high]}; need [low, high] with 0 < low < high"
             )
         return self
 
@@ -111,9 +111,9 @@ class ControllerSection(_Strict):
     @model_validator(mode="after")
     def _ordered(self):
         if self.p_low >= self.p_high:
-            raise ValueError(f"p_low ({self.p_low}) must be below p_high ({self.p_high})")
+            raise ValueError(f"p_low: got {self.p_low}; must be below p_high = {self.p_high}")
         if self.floor > self.ceiling:
-            raise ValueError(f"floor ({self.floor}) must not exceed ceiling ({self.ceiling})")
+            raise ValueError(f"floor: got {self.floor}; must not exceed ceiling = {self.ceiling}")
         return self
 
 
@@ -142,12 +142,12 @@ class StimulatorSection(_Strict):
         hard = HARD_CEILINGS[self.modality]
         if self.limits.max_amplitude > hard.max_amplitude:
             raise ValueError(
-                f"limits.max_amplitude = {self.limits.max_amplitude} {hard.unit} is above the "
+                f"limits.max_amplitude: got {self.limits.max_amplitude} {hard.unit}; above the "
                 f"{self.modality} hard ceiling of {hard.max_amplitude} {hard.unit} ({hard.source})"
             )
         if self.limits.max_slew_per_s > hard.max_slew_per_s:
             raise ValueError(
-                f"limits.max_slew_per_s = {self.limits.max_slew_per_s} is above the "
+                f"limits.max_slew_per_s: got {self.limits.max_slew_per_s}; above the "
                 f"{self.modality} hard ceiling of {hard.max_slew_per_s} {hard.unit}/s"
             )
         return self
@@ -198,24 +198,25 @@ class Protocol(_Strict):
     def _consistent(self):
         if self.controller.target_class not in self.decoder.classes:
             raise ValueError(
-                f"controller.target_class {self.controller.target_class!r} is not one of "
-                f"decoder.classes {list(self.decoder.classes)}"
+                f"controller.target_class: got {self.controller.target_class!r}; must be one "
+                f"of decoder.classes {list(self.decoder.classes)}"
             )
         if self.controller.ceiling > self.stimulator.limits.max_amplitude:
             raise ValueError(
-                f"controller.ceiling ({self.controller.ceiling}) exceeds "
-                f"stimulator.limits.max_amplitude ({self.stimulator.limits.max_amplitude})"
+                f"controller.ceiling: got {self.controller.ceiling}; must not exceed "
+                f"stimulator.limits.max_amplitude = {self.stimulator.limits.max_amplitude}"
             )
         if self.decoder.epoch_tmax_s - self.decoder.epoch_tmin_s < self.preprocessing.window_s:
             raise ValueError(
-                "decoder epoch (epoch_tmax_s - epoch_tmin_s) must be at least "
+                f"decoder.epoch_tmax_s: got {self.decoder.epoch_tmax_s}; "
+                "epoch_tmax_s - epoch_tmin_s must be at least "
                 f"preprocessing.window_s = {self.preprocessing.window_s} s"
             )
         kinds = [block.kind for block in self.blocks]
         if "closed_loop" in kinds and (
             "fit" not in kinds or kinds.index("fit") > kinds.index("closed_loop")
         ):
-            raise ValueError("a closed_loop block needs a fit block before it")
+            raise ValueError("blocks: a closed_loop block needs a fit block before it")
         if "fit" in kinds and "calibration" not in kinds[: kinds.index("fit")]:
-            raise ValueError("a fit block needs a calibration block before it")
+            raise ValueError("blocks: a fit block needs a calibration block before it")
         return self
