@@ -140,6 +140,7 @@ class Governor:
     def recover(self, time: float) -> None:
         """Lift a watchdog trip once its cause is gone."""
         if self.tripped:
+            self.tick(time)  # the slew limit counts from here, not from the last command
             self._event(time, "recover", f"{self.state.tripped} cleared")
             self.state.tripped = None
 

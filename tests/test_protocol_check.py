@@ -1,0 +1,93 @@
+"""`bci check`: bundled protocols pass; each malformed one gets one clear line and exit 2."""
+
+import pytest
+
+from bci.cli import main
+from bci.protocol import ProtocolError, apply_overrides, load_protocol
+
+
+@pytest.mark.parametrize("name", ["demo", "mi_tdcs"])
+def test_bundled_protocols_are_valid(name, capsys):
+    assert main(["check", name]) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+def _write(tmp_path, text: str):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    return str(path)
+
+
+MINIMAL = """
+[[blocks]]
+kind = "baseline"
+duration_s = 1
+"""
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ("[session]\nname = 'x'\n", "blocks: missing; this field is required"),
+        (MINIMAL + "[source]\neeg_srate = 'fast'\n", "source.eeg_srate: got 'fast'"),
+        (
+            MINIMAL + "[stimulator]\nkind = 'magic'\n",
+            "stimulator.kind: got 'magic'; Input should be 'simulated'",
+        ),
+        (
+            MINIMAL + "[stimulator.limits]\nmax_amplitude = 5.0\n",
+            "stimulator.limits.max_amplitude: got 5.0 mA; above the tdcs hard ceiling of 4.0 mA",
+        ),
+        (
+            MINIMAL + "[preprocessing]\npicks = ['C3', 'C99']\n",
+            "preprocessing.picks.1: got 'C99'; not a channel of the 32-channel virtual subject",
+        ),
+        (MINIMAL + "[controller]\nkindd = 'x'\n", "controller.kindd: unknown field"),
+        ("[[blocks]]\nkind = 'closed_loop'\n", "blocks: a closed_loop block needs a fit block"),
+        ("this is = = not toml", "not valid TOML"),
+    ],
+)
+def test_malformed_protocol_gives_one_clear_line_and_exit_2(tmp_path, capsys, toml, expected):
+    assert main(["check", _write(tmp_path, toml)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].endswith("1 problem(s)"), err
+    assert expected in err[1], err
+
+
+def test_missing_file_lists_bundled_protocols(capsys):
+    assert main(["check", "nonexistent"]) == 2
+    assert "demo" in capsys.readouterr().err
+
+
+def test_overrides_set_nested_fields_and_list_items():
+    protocol, _ = load_protocol(
+        "demo",
+        [
+            "blocks.1.trials=20",
+            "source.fnirs=false",
+            "preprocessing.bandpass_hz=[6, 32]",
+            "session.name=abc",
+        ],
+    )
+    assert protocol.blocks[1].trials == 20 and protocol.source.fnirs is False
+    assert protocol.preprocessing.bandpass_hz == (6, 32) and protocol.session.name == "abc"
+    with pytest.raises(ProtocolError, match="no item"):
+        apply_overrides({"blocks": [{}]}, ["blocks.5.x=1"])
+    with pytest.raises(ProtocolError, match=r"dotted\.key=value"):
+        apply_overrides({}, ["novalue"])
+
+
+def test_every_command_has_help(capsys):
+    for command in (
+        ["demo"],
+        ["run"],
+        ["check"],
+        ["simulate"],
+        ["stream", "brainflow"],
+        ["streams"],
+        ["bench", "latency"],
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            main([*command, "--help"])
+        assert exit_.value.code == 0
+        assert "usage: bci" in capsys.readouterr().out
