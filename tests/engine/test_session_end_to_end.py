@@ -1,0 +1,121 @@
+"""Whole sessions over real LSL, a real virtual-subject process and a real LabRecorder."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pylsl
+import pytest
+import pyxdf
+
+from bci.acquire import MarkerInlet, StreamQuery, resolve_streams
+from bci.cli import main
+from bci.engine.session import run_session
+from bci.protocol import load_protocol
+from bci.streams import stream_names
+from tests.conftest import wait_for
+
+SHORT = [
+    "blocks.0.duration_s=1",
+    "blocks.1.trials=12",
+    "blocks.1.cue_s=2.5",
+    "blocks.1.iti_s=[0.5, 0.6]",
+    "blocks.4.duration_s=1",
+]
+
+
+@pytest.mark.slow
+def test_short_session_writes_summary_plot_and_xdf(unique_name, tmp_path, capsys):
+    out = tmp_path / "session"
+    code = main(["run", "demo", "--out", str(out), "--set", f"session.prefix={unique_name}",
+                 *(f"--set={item}" for item in [*SHORT, "blocks.3.duration_s=12"])])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    names = stream_names(unique_name)
+    for key in ("protocol", "duration_s", "streams", "decoder", "latency_ms", "stimulation"):
+        assert key in summary
+    eeg = summary["streams"][names["eeg"]]
+    assert eeg["samples"] > 0 and eeg["dropped"] == 0
+    assert abs(eeg["srate_measured"] - 500) < 5
+    assert summary["decoder"]["n_trials"] >= 2 and summary["latency_ms"]["n"] > 50
+    assert summary["stimulation"]["max_amplitude_ma"] <= 1.5
+    assert (out / "summary.png").stat().st_size > 10_000
+    streams, _ = pyxdf.load_xdf(summary["recording"]["path"])
+    recorded = {s["info"]["name"][0]: s for s in streams}
+    for key in ("eeg", "nirs", "cues", "decoder", "stim", "events", "latency"):
+        assert names[key] in recorded, f"{names[key]} missing from the XDF"
+    assert len(recorded[names["eeg"]]["time_stamps"]) >= 0.95 * eeg["samples"]
+    cues = [m[0] for m in recorded[names["cues"]]["time_series"]]
+    assert cues.count("left") + cues.count("right") == summary["decoder"]["n_trials"] + 12
+
+
+def _simulate(prefix: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "bci", "simulate", "--prefix", prefix, "--seed", "3",
+               "--channels", "32", "--srate", "500", "--no-fnirs"]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.slow
+def test_source_killed_mid_session_is_safe_recorded_and_resumed(unique_name, tmp_path):
+    subject = _simulate(unique_name)
+    protocol, text = load_protocol(
+        "demo",
+        [
+            f"session.prefix={unique_name}",
+            "source.kind=lsl",
+            "source.fnirs=false",
+            *SHORT,
+            "blocks.3.duration_s=24",
+            "controller.p_low=0.0",
+            "controller.p_high=0.5",
+        ],
+    )  # fmt: skip  -- p_low=0 makes the amplitude rise, so "never rises after" is meaningful
+    result: dict = {}
+
+    def run() -> None:
+        result["summary"], result["record"] = run_session(
+            protocol, "test", text, tmp_path, progress=False
+        )
+
+    engine = threading.Thread(target=run)
+    engine.start()
+    try:
+        events_info = resolve_streams([StreamQuery(name=stream_names(unique_name)["events"])], 30)
+        with MarkerInlet(events_info[0]) as events:
+            seen: list = []
+            closed_loop = lambda: any("closed_loop" in text for _, text in seen)  # noqa: E731
+            assert wait_for(lambda: seen.extend(events.pull()) or closed_loop(), timeout_s=90)
+        wait_for(lambda: False, timeout_s=5)  # stimulation ramps up
+        t_kill = pylsl.local_clock()
+        os.kill(subject.pid, signal.SIGKILL)
+        subject.wait()
+        wait_for(lambda: False, timeout_s=2)
+        subject = _simulate(unique_name)  # same prefix and seed: same source id
+    finally:
+        engine.join(timeout=120)
+        subject.terminate()
+        subject.wait()
+    summary, record = result["summary"], result["record"]
+    stall = next(e for e in record.events if e["kind"] == "stall")
+    resume = next(e for e in record.events if e["kind"] == "resume")
+    assert stall["time"] - t_kill <= 0.1
+    after = [c for c in record.commands if stall["time"] <= c.write_time < resume["time"]]
+    amplitudes = [c.amplitude for c in after]
+    assert amplitudes and all(b <= a for a, b in itertools.pairwise(amplitudes))
+    assert all(c.amplitude == 0 for c in after if c.write_time >= stall["time"] + 1.0)
+    assert max(c.amplitude for c in record.commands if c.write_time < stall["time"]) > 0
+    assert any(t > resume["time"] for t, _ in record.decisions), "the session did not resume"
+    eeg = summary["streams"][stream_names(unique_name)["eeg"]]
+    assert eeg["gaps"] == 1 and eeg["dropped"] > 500 and summary["events"]["gap"] == 1
+    streams, _ = pyxdf.load_xdf(summary["recording"]["path"])
+    events = next(s for s in streams if s["info"]["name"][0].endswith("-Events"))
+    kinds = [json.loads(m[0])["kind"] for m in events["time_series"]]
+    assert "stall" in kinds and "gap" in kinds
+    assert np.isfinite(summary["latency_ms"]["p99"])
