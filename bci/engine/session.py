@@ -85,7 +85,8 @@ def _source_queries(protocol: Protocol) -> tuple[StreamQuery, StreamQuery | None
 
 def _progress(engine: Engine, total_s: float, done: threading.Event) -> None:
     # a separate thread, so the hot loop never writes to the terminal
-    with tqdm(total=round(total_s), unit="s", desc="session", leave=True) as bar:
+    fmt = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} s {postfix}"
+    with tqdm(total=round(total_s), desc="session", bar_format=fmt, leave=True) as bar:
         while not done.wait(0.5):
             block = engine.block.kind if engine.block else ""
             bar.set_postfix_str(f"{block} trials={len(engine.record.cues)}", refresh=False)

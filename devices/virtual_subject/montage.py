@@ -55,7 +55,8 @@ def montage_positions() -> dict[str, np.ndarray]:
     if "colin27_1005" in mne.channels.get_builtin_montages():
         name = "colin27_1005"  # same positions; the old name is deprecated from MNE 1.13
     montage = mne.channels.make_standard_montage(name)
-    return {ch: np.asarray(pos, dtype=float) for ch, pos in montage.get_positions()["ch_pos"].items()}
+    positions = montage.get_positions()["ch_pos"]
+    return {ch: np.asarray(pos, dtype=float) for ch, pos in positions.items()}
 
 
 def position(name: str, parameter: str = "electrode") -> np.ndarray:
@@ -128,7 +129,7 @@ def channel_positions(names: tuple[str, ...]) -> np.ndarray:
 
 
 def gaussian_leadfield(
-    electrodes: np.ndarray, source: np.ndarray, width_m: float, reference: np.ndarray
+    electrodes: np.ndarray, source: np.ndarray, width_m: float, reference: np.ndarray | None = None
 ) -> np.ndarray:
     """Scalp gain of one cortical source: a Gaussian of electrode-to-source distance.
 
@@ -144,9 +145,9 @@ def gaussian_leadfield(
         Source position projected to the scalp, m.
     width_m : float
         Standard deviation of the Gaussian, m.
-    reference : array, shape (3,)
-        Electrode at which the gain is normalised to 1 (e.g. C3 for the left mu source), so that
-        amplitude parameters read as "µV at that electrode".
+    reference : array, shape (3,), optional
+        Electrode at which the gain is normalised to 1 (e.g. Fp1 for the eyes), so that
+        amplitude parameters read as "µV at that electrode"; None leaves the peak gain at 1.
 
     Returns
     -------
@@ -156,4 +157,5 @@ def gaussian_leadfield(
         dist2 = np.sum((points - source) ** 2, axis=-1)
         return np.exp(-dist2 / (2 * width_m**2))
 
-    return _gain(electrodes) / _gain(reference[None])[0]
+    gain = _gain(electrodes)
+    return gain if reference is None else gain / _gain(reference[None])[0]

@@ -7,7 +7,10 @@ generator owned by one consumer, and event kernels are indexed by absolute sampl
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -215,8 +218,11 @@ class KernelOverlay:
         self._kernels: list[_Kernel] = []
 
     def add(self, start: int, waveform: np.ndarray, spatial: np.ndarray | None = None) -> None:
-        """Add ``waveform`` (shape (length,) with ``spatial`` (n_channels,), or (length, n_channels))
-        starting at absolute sample ``start``."""
+        """Add a waveform starting at absolute sample ``start``.
+
+        ``waveform`` is shape (length,) with ``spatial`` shape (n_channels,), or shape
+        (length, n_channels) with ``spatial`` None.
+        """
         self._kernels.append(_Kernel(int(start), np.asarray(waveform, dtype=float), spatial))
 
     def __call__(self, first: int, n_samples: int) -> np.ndarray | None:
@@ -241,7 +247,11 @@ class KernelOverlay:
 
 
 class PoissonTimes:
-    """Event times of a Poisson process, drawn lazily so that chunking never changes them.
+    """Marked Poisson process drawn lazily, so that chunking never changes it.
+
+    Each event carries ``n_marks`` uniform random numbers (drawn together with its time) from
+    which the consumer derives its size, duration or side; drawing them later would interleave
+    differently with the times depending on how the stream is chunked.
 
     Parameters
     ----------
@@ -249,23 +259,91 @@ class PoissonTimes:
         Mean event rate, events/s; 0 disables the process.
     rng : numpy.random.Generator
         Generator owned by this process alone.
+    n_marks : int
+        Uniform marks per event.
     """
 
-    def __init__(self, rate_per_s: float, rng: np.random.Generator) -> None:
+    def __init__(self, rate_per_s: float, rng: np.random.Generator, n_marks: int = 0) -> None:
         self.rate = float(rate_per_s)
         self.rng = rng
-        self.next_time = rng.exponential(1.0 / self.rate) if self.rate > 0 else math.inf
+        self.n_marks = n_marks
+        self._next = self._draw(0.0)
 
-    def until(self, end_s: float) -> list[float]:
-        """Pop every event time before ``end_s``, s."""
-        times = []
-        while self.next_time < end_s:
-            times.append(self.next_time)
-            self.next_time += self.rng.exponential(1.0 / self.rate)
-        return times
+    def _draw(self, after_s: float) -> tuple[float, np.ndarray]:
+        if self.rate <= 0:
+            return math.inf, np.empty(0)
+        return after_s + self.rng.exponential(1.0 / self.rate), self.rng.random(self.n_marks)
+
+    def until(self, end_s: float) -> list[tuple[float, np.ndarray]]:
+        """Pop every event before ``end_s``, as (time s, marks) pairs."""
+        events = []
+        while self._next[0] < end_s:
+            events.append(self._next)
+            self._next = self._draw(self._next[0])
+        return events
 
 
 def sample_at(time_s: float, sfreq: float) -> int:
     """Index of the first sample at or after ``time_s`` (s since sample 0)."""
     # The small tolerance keeps ``k / sfreq`` itself mapping to sample ``k`` despite rounding.
     return max(0, math.ceil(time_s * sfreq - 1e-6))
+
+
+class ScheduledStream:
+    """Sample clock plus a queue of state changes applied at exact sample numbers.
+
+    Subclasses implement ``_render(m)``, which produces ``m`` samples with the control state held
+    constant; ``generate`` splits every request at scheduled changes, so the output depends only
+    on when changes are due, never on how the request was chunked.
+
+    Parameters
+    ----------
+    sfreq : float
+        Sampling rate, Hz.
+    n_outputs : int
+        Number of output channels.
+    """
+
+    def __init__(self, sfreq: float, n_outputs: int) -> None:
+        self.sfreq = float(sfreq)
+        self.n_samples = 0
+        """Samples generated so far (index of the next sample)."""
+        self._n_outputs = n_outputs
+        self._events: list[tuple[int, int, Callable[[], None]]] = []
+        self._counter = itertools.count()
+
+    @property
+    def time(self) -> float:
+        """Time of the next sample, s since sample 0."""
+        return self.n_samples / self.sfreq
+
+    def schedule(self, time_s: float, action: Callable[[], None]) -> None:
+        """Run ``action`` just before generating the first sample at or after ``time_s`` (or
+        before the next sample if that one is already out)."""
+        sample = max(sample_at(time_s, self.sfreq), self.n_samples)
+        heapq.heappush(self._events, (sample, next(self._counter), action))
+
+    def generate(self, n_samples: int) -> np.ndarray:
+        """Generate the next ``n_samples`` samples, shape (n_samples, n_outputs)."""
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer):
+            raise TypeError(f"n_samples must be an int, got {type(n_samples).__name__}")
+        if n_samples < 0:
+            raise ValueError(f"n_samples must be >= 0, got {n_samples}")
+        out = np.empty((n_samples, self._n_outputs))
+        done = 0
+        while True:
+            while self._events and self._events[0][0] <= self.n_samples:
+                heapq.heappop(self._events)[2]()
+            if done == n_samples:
+                return out
+            block = n_samples - done
+            if self._events:
+                block = min(block, self._events[0][0] - self.n_samples)
+            out[done : done + block] = self._render(block)
+            done += block
+            self.n_samples += block
+
+    __call__ = generate
+
+    def _render(self, m: int) -> np.ndarray:
+        raise NotImplementedError

@@ -23,7 +23,7 @@ _RHYTHM_RANGES = {
     "mu_frequency_hz": (9.0, 13.0),
     "mu_bandwidth_hz": (2.0, 4.5),
     "mu_amplitude_uv": (3.0, 12.0),
-    "mu_asymmetry": (-0.25, 0.25),
+    "mu_asymmetry": (-0.2, 0.2),
     "beta_frequency_hz": (18.0, 25.0),
     "beta_bandwidth_hz": (3.0, 8.0),
     "beta_amplitude_uv": (1.0, 6.0),
@@ -44,12 +44,12 @@ class RhythmParams:
     above the occipital peak (Pfurtscheller & Lopes da Silva 1999)."""
     mu_bandwidth_hz: float = 3.0
     """Width of the mu band-pass, Hz, 2–4.5; drawn U(2.5, 4)."""
-    mu_amplitude_uv: float = 7.0
-    """Mu RMS at C3/C4 at rest, µV, 3–12; log-normal around 7 µV (Pfurtscheller & Lopes da
+    mu_amplitude_uv: float = 8.0
+    """Mu RMS at C3/C4 at rest, µV, 3–12; log-normal around 8 µV (Pfurtscheller & Lopes da
     Silva 1999: mu is weaker than occipital alpha)."""
     mu_asymmetry: float = 0.0
-    """Right-minus-left relative mu amplitude, −0.25–0.25 (right = (1 + a)·amp, left =
-    (1 − a)·amp); drawn N(0, 0.1): resting mu is rarely perfectly symmetric."""
+    """Right-minus-left relative mu amplitude, −0.2–0.2 (right = (1 + a)·amp, left =
+    (1 − a)·amp); drawn N(0, 0.07): resting mu is rarely perfectly symmetric."""
     beta_frequency_hz: float = 21.5
     """Sensorimotor beta peak, Hz, 18–25; drawn N(21.5, 1.8) (Pfurtscheller & Lopes da Silva
     1999: central beta 18–25 Hz)."""
@@ -70,8 +70,8 @@ class RhythmParams:
             "alpha_amplitude_uv": 8.0 * rng.lognormal(0.0, 0.3),
             "mu_frequency_hz": iaf + rng.normal(0.4, 0.6),
             "mu_bandwidth_hz": rng.uniform(2.5, 4.0),
-            "mu_amplitude_uv": 7.0 * rng.lognormal(0.0, 0.2),
-            "mu_asymmetry": rng.normal(0.0, 0.1),
+            "mu_amplitude_uv": 8.0 * rng.lognormal(0.0, 0.2),
+            "mu_asymmetry": rng.normal(0.0, 0.07),
             "beta_frequency_hz": rng.normal(21.5, 1.8),
             "beta_bandwidth_hz": rng.uniform(4.0, 7.0),
             "beta_amplitude_uv": 3.0 * rng.lognormal(0.0, 0.25),
@@ -97,11 +97,13 @@ class ErdParams:
     Imagery of the left hand desynchronises the right sensorimotor cortex (C4) and vice versa.
     """
 
-    mu_erd: float = 0.55
-    """Fraction of contralateral mu power lost during imagery, 0–0.9; drawn U(0.4, 0.7): MI ERD of
-    40–70 % in good BCI users (Pfurtscheller & Neuper 2001)."""
-    beta_erd: float = 0.35
-    """Fraction of contralateral beta power lost during imagery, 0–0.9; drawn U(0.2, 0.5)."""
+    mu_erd: float = 0.65
+    """Fraction of the contralateral mu generators' power lost during imagery, 0–0.9; drawn
+    U(0.5, 0.8), which the 1/f background and volume conduction dilute to the 40–70 % mu-band
+    drop measured at C3/C4 in good BCI users (Pfurtscheller & Neuper 2001)."""
+    beta_erd: float = 0.45
+    """Fraction of the contralateral beta generators' power lost during imagery, 0–0.9; drawn
+    U(0.3, 0.6)."""
     ipsilateral_ers: float = 0.1
     """Relative power increase of ipsilateral mu/beta during imagery, 0–0.5; drawn U(0, 0.2)
     ("focal ERD / surround ERS", Pfurtscheller & Lopes da Silva 1999)."""
@@ -124,8 +126,8 @@ class ErdParams:
     def draw(cls, rng: np.random.Generator) -> ErdParams:
         """One subject's ERD drawn from the population distributions above."""
         return clipped(cls, _ERD_RANGES, {
-            "mu_erd": rng.uniform(0.4, 0.7),
-            "beta_erd": rng.uniform(0.2, 0.5),
+            "mu_erd": rng.uniform(0.5, 0.8),
+            "beta_erd": rng.uniform(0.3, 0.6),
             "ipsilateral_ers": rng.uniform(0.0, 0.2),
             "latency_s": rng.uniform(0.3, 0.6),
             "time_constant_s": rng.uniform(0.3, 0.6),
@@ -156,9 +158,9 @@ class BackgroundParams:
     aperiodic_exponent: float = 1.5
     """Exponent β of the 1/f^β background power spectrum, 1–2; drawn N(1.5, 0.25)
     (He 2014; Donoghue et al. 2020)."""
-    background_uv: float = 10.0
+    background_uv: float = 8.0
     """RMS of the aperiodic background over 1–40 Hz at each electrode, µV, 3–25; log-normal
-    around 10 µV."""
+    around 8 µV (a 1/f^1.5 spectrum of 1 µV²/Hz at 10 Hz, typical of central sites)."""
     spatial_correlation: float = 0.5
     """Share of background variance common to neighbouring electrodes, 0–0.9; drawn U(0.3, 0.6)
     (volume conduction, Nunez & Srinivasan 2006)."""
@@ -190,7 +192,7 @@ class BackgroundParams:
         """One subject's background drawn from the population distributions above."""
         return clipped(cls, _BACKGROUND_RANGES, {
             "aperiodic_exponent": rng.normal(1.5, 0.25),
-            "background_uv": 10.0 * rng.lognormal(0.0, 0.25),
+            "background_uv": 8.0 * rng.lognormal(0.0, 0.2),
             "spatial_correlation": rng.uniform(0.3, 0.6),
             "correlation_length_m": rng.uniform(0.04, 0.07),
             "noise_floor_uv": rng.uniform(0.3, 1.0),

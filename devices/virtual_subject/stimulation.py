@@ -206,7 +206,7 @@ def tms_kernel(
     kernel : array, shape (n_samples, n_channels)
         µV, starting at the pulse sample and lasting 0.4 s.
     """
-    t = np.arange(int(round(0.4 * sfreq))) / sfreq
+    t = np.arange(round(0.4 * sfreq)) / sfreq
     vertex = position("Cz")
     local = _gaussian(electrodes, site, 0.04)
     central = _gaussian(electrodes, 0.5 * (site + vertex), 0.06)
