@@ -41,6 +41,40 @@ class TangentSpaceDecoder(Decoder):
             )
         return np.ascontiguousarray(windows.transpose(0, 2, 1))
 
+    def _compile(self) -> None:
+        """Precompute what inference needs from the fitted pipeline.
+
+        The hot loop decides on one window at a time; the sklearn pipeline spends ~2 ms per call
+        in input validation, while the arithmetic takes ~50 µs. This is the same computation as
+        ``pyriemann`` (OAS as ``sklearn.covariance.oas``, the log-map at the reference point, the
+        √2-weighted upper triangle) in plain numpy; a test holds the two equal.
+        """
+        _, tangent, logistic = (step for _, step in self._pipeline.steps)
+        eigvals, eigvecs = np.linalg.eigh(tangent.reference_)
+        self._whiten = (eigvecs / np.sqrt(eigvals)) @ eigvecs.T
+        n = self._whiten.shape[0]
+        self._triu = np.triu_indices(n)
+        self._triu_weights = np.where(self._triu[0] == self._triu[1], 1.0, np.sqrt(2.0))
+        self._coef = logistic.coef_.T.copy()
+        self._intercept = logistic.intercept_.copy()
+
+    def _tangent_vectors(self, windows: np.ndarray) -> np.ndarray:
+        _, n_samples, n_channels = windows.shape
+        centered = windows - windows.mean(axis=1, keepdims=True)
+        emp = centered.transpose(0, 2, 1) @ centered / n_samples
+        # Oracle approximating shrinkage (Chen et al. 2010), as sklearn.covariance.oas
+        alpha = np.mean(emp**2, axis=(1, 2))
+        mu = np.trace(emp, axis1=1, axis2=2) / n_channels
+        num = alpha + mu**2
+        den = (n_samples + 1) * (alpha - mu**2 / n_channels)
+        shrink = np.where(den == 0, 1.0, np.minimum(num / np.where(den == 0, 1, den), 1.0))
+        cov = (1.0 - shrink)[:, None, None] * emp
+        cov[:, np.arange(n_channels), np.arange(n_channels)] += (shrink * mu)[:, None]
+        whitened = self._whiten @ cov @ self._whiten
+        eigvals, eigvecs = np.linalg.eigh(whitened)
+        logm = (eigvecs * np.log(eigvals)[:, None, :]) @ eigvecs.transpose(0, 2, 1)
+        return logm[:, self._triu[0], self._triu[1]] * self._triu_weights
+
     def fit(self, windows, labels, info):
         labels = np.asarray(labels)
         unknown = sorted(set(labels) - set(info.classes))
@@ -50,6 +84,7 @@ class TangentSpaceDecoder(Decoder):
             raise ValueError("fit needs windows of at least two classes.")
         targets = np.array([info.classes.index(label) for label in labels])
         self._pipeline = self._make_pipeline().fit(self._channels_first(windows), targets)
+        self._compile()
         self.info = info
         return self
 
@@ -74,4 +109,21 @@ class TangentSpaceDecoder(Decoder):
     def predict_proba(self, windows):
         if self._pipeline is None:
             raise RuntimeError("The decoder is not fitted; call fit() before predict_proba().")
+        if windows.ndim != 3 or windows.shape[2] != self._whiten.shape[0]:
+            raise ValueError(
+                f"windows must have shape (n_windows, n_samples, {self._whiten.shape[0]}), "
+                f"got {windows.shape}."
+            )
+        scores = self._tangent_vectors(windows) @ self._coef + self._intercept
+        if scores.shape[1] == 1:  # binary logistic regression
+            positive = 1.0 / (1.0 + np.exp(-scores[:, 0]))
+            return np.column_stack([1.0 - positive, positive])
+        scores -= scores.max(axis=1, keepdims=True)
+        proba = np.exp(scores)
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def reference_proba(self, windows: np.ndarray) -> np.ndarray:
+        """Probabilities from the pyRiemann/sklearn pipeline itself (what the fast path equals)."""
+        if self._pipeline is None:
+            raise RuntimeError("The decoder is not fitted; call fit() before reference_proba().")
         return self._pipeline.predict_proba(self._channels_first(windows))

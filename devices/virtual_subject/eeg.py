@@ -11,6 +11,7 @@ they affect are generated.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,7 +137,7 @@ class EegGenerator(ScheduledStream):
         drift_sos = lowpass_noise_sos(bg.drift_cutoff_hz, fs)
         self._drift = StatefulSos(drift_sos, n_ch)
         # Start the drift in its stationary state: its corner is too slow to burn in.
-        self._drift.zi[0, 0] = -drift_sos[0, 4] * self._rng.standard_normal(n_ch)
+        self._drift.set_output_state(self._rng.standard_normal(n_ch))
         bands = {
             "mu": (rh.mu_frequency_hz - rh.mu_bandwidth_hz / 2,
                    rh.mu_frequency_hz + rh.mu_bandwidth_hz / 2),
@@ -185,7 +186,9 @@ class EegGenerator(ScheduledStream):
         return self._positions.copy()
 
     # ----------------------------------------------------------------------------- scheduling
-    def set_imagery(self, label: str, time_s: float, erd_gain: np.ndarray) -> None:
+    def set_imagery(
+        self, label: str, time_s: float, erd_gain: Callable[[float], np.ndarray] | None = None
+    ) -> None:
         """Start left/right-hand imagery or return to rest at ``time_s``.
 
         Parameters
@@ -194,36 +197,40 @@ class EegGenerator(ScheduledStream):
             ``"left"``, ``"right"`` or ``"rest"`` (``bci.streams`` cue labels).
         time_s : float
             Cue time, s since sample 0.
-        erd_gain : array, shape (2,)
-            ERD depth multiplier of the left and right motor cortex (tDCS plasticity).
+        erd_gain : callable, optional
+            ``erd_gain(t)`` gives the ERD depth multiplier of the left and right motor cortex,
+            shape (2,), at time ``t`` (tDCS plasticity); asked when the ERD sets in. Default 1.
         """
         erd = self.params.erd
         if label not in (CUE_LEFT, CUE_RIGHT, CUE_REST):
             raise ValueError(f"label must be 'left', 'right' or 'rest', got {label!r}")
         cue = next(self._counter)
-        # Delayed changes (ERD onset, end of rebound) only apply if no later cue has taken over
-        # in the meantime; "later" is judged in signal time, when the events are applied.
-        target = np.ones(4)
-        if label != CUE_REST:
-            contra = 0 if label == CUE_RIGHT else 1  # right hand -> left cortex (C3)
-            trial = float(np.clip(self._trial_rng.normal(1.0, erd.trial_variability), 0.2, 1.6))
-            mu_depth = min(0.95, erd.mu_erd * trial * float(erd_gain[contra]))
-            beta_depth = min(0.95, erd.beta_erd * trial * float(erd_gain[contra]))
-            target[:] = math.sqrt(1.0 + erd.ipsilateral_ers)
-            target[contra] = math.sqrt(1.0 - mu_depth)
-            target[2 + contra] = math.sqrt(1.0 - beta_depth)
+        # Drawn now, in call order, so that the trial sequence does not depend on chunking.
+        trial = float(np.clip(self._trial_rng.normal(1.0, erd.trial_variability), 0.2, 1.6))
+        contra = 0 if label == CUE_RIGHT else 1  # right hand -> left cortex (C3)
 
         def start() -> None:
             previous, self._imagery, self._cue = self._imagery, label, cue
             if label == CUE_REST and previous != CUE_REST:
                 recovered = np.ones(4)
-                contra = 0 if previous == CUE_RIGHT else 1
-                recovered[2 + contra] = math.sqrt(1.0 + erd.beta_rebound)
+                was_contra = 0 if previous == CUE_RIGHT else 1
+                recovered[2 + was_contra] = math.sqrt(1.0 + erd.beta_rebound)
                 self._erd.target = recovered
 
+        # Delayed changes (ERD onset, end of rebound) only apply if no later cue has taken over
+        # in the meantime; "later" is judged in signal time, when the events are applied.
         def later() -> None:
-            if self._cue == cue:
-                self._erd.target = target
+            if self._cue != cue:
+                return
+            target = np.ones(4)
+            if label != CUE_REST:
+                gain = 1.0 if erd_gain is None else float(erd_gain(self.time)[contra])
+                mu_depth = min(0.95, erd.mu_erd * trial * gain)
+                beta_depth = min(0.95, erd.beta_erd * trial * gain)
+                target[:] = math.sqrt(1.0 + erd.ipsilateral_ers)
+                target[contra] = math.sqrt(1.0 - mu_depth)
+                target[2 + contra] = math.sqrt(1.0 - beta_depth)
+            self._erd.target = target
 
         self.schedule(time_s, start)
         delay = erd.beta_rebound_s if label == CUE_REST else erd.latency_s

@@ -50,7 +50,8 @@ PAIRS = (
 _SYSTEMIC_HBR = 0.25  # Mayer, respiratory and cardiac oscillations are mostly blood volume:
 # HbO and HbR move together, HbR less.
 _LOCAL_NOISE_UM = 0.05  # spontaneous local haemodynamic fluctuation per channel, µM RMS
-_LED_DRIFT = 0.005  # relative slow drift of source power and detector gain
+_LED_DRIFT = 0.001  # relative drift of source power and detector gain (stable CW devices drift
+_LED_DRIFT_HZ = 0.002  # by well under 1 % over a session, over minutes)
 _BLOCK_S = 10.0  # block length at which ``hbo_amplitude_um`` is defined
 
 
@@ -146,11 +147,14 @@ class FnirsGenerator(ScheduledStream):
         ]  # fmt: skip
         self._systemic_um = np.array([hemo.mayer_um, hemo.respiration_um, hemo.cardiac_um])
         self._local = StatefulSos(lowpass_noise_sos(0.1, fs), 2 * n_pairs)
-        self._led = StatefulSos(lowpass_noise_sos(0.01, fs), 2 * n_pairs)
+        led_sos = lowpass_noise_sos(_LED_DRIFT_HZ, fs)
+        self._led = StatefulSos(led_sos, 2 * n_pairs)
         # Columns: 3 systemic | local HbO, HbR per pair | LED drift | detector noise
         self._n_noise = 3 + 2 * n_pairs + 4 * n_pairs
-        # Burn-in so that nothing starts from zero: the 0.01 Hz LED drift needs ~100 s.
-        self._step_noise(self._rng.standard_normal((round(120 * fs), self._n_noise)))
+        # Burn-in so that nothing starts from zero (60 s: > 10 time constants of the slowest
+        # band-pass); the LED drift is too slow for that and starts in its stationary state.
+        self._step_noise(self._rng.standard_normal((round(60 * fs), self._n_noise)))
+        self._led.set_output_state(self._rng.standard_normal(2 * n_pairs))
         self._motion = KernelOverlay(2 * n_pairs)
         self._motion_times = PoissonTimes(
             hemo.motion_rate_per_min / 60, rng_stream(params.seed, STREAM_FNIRS_MOTION), 5

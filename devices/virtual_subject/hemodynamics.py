@@ -17,12 +17,13 @@ from .validation import check_ranges, clipped
 WAVELENGTHS_NM = (760, 850)
 """Source wavelengths, nm (either side of the HbO/HbR isosbestic point at ~800 nm)."""
 
-EXTINCTION_PER_MM_PER_M = np.array([[586.0, 1548.52], [1058.0, 691.32]]) * np.log(10) / 10
+EXTINCTION_PER_MM_PER_M = np.array([[586.0, 1548.52], [1058.0, 691.32]]) * 0.2303
 """Absorption coefficients, rows 760 and 850 nm, columns (HbO, HbR), 1/(mm·M), natural log.
 
 Molar extinction coefficients 586 / 1548.52 (760 nm) and 1058 / 691.32 (850 nm) cm⁻¹/M (decadic)
-from Prahl's table (https://omlc.org/spectra/hemoglobin/summary.html), times ln(10)/10 to turn a
-decadic per-cm coefficient into a natural-log per-mm one, as MNE's ``_load_absorption`` does.
+from Prahl's table (https://omlc.org/spectra/hemoglobin/summary.html), times 0.2303 (ln(10)/10,
+rounded exactly as MNE's ``_load_absorption`` rounds it) to turn a decadic per-cm coefficient
+into a natural-log per-mm one, so that MNE's ``beer_lambert_law`` inverts this model exactly.
 """
 
 PARTIAL_PATHLENGTH_FACTOR = 6.0
