@@ -90,6 +90,7 @@ def cmd_simulate(args) -> int:
         prefix=args.prefix, seed=args.seed, eeg_channels=args.channels, eeg_srate=args.srate,
         fnirs=not args.no_fnirs, sample_index=args.sample_index, bad_channel=args.bad_channel,
         line_freq=args.line_freq, duration_s=args.duration, listen=not args.no_listen,
+        chunk_s=args.chunk_ms / 1e3,
     )  # fmt: skip
     run_virtual_subject(options)
     return 0
@@ -130,7 +131,7 @@ def cmd_bench_latency(args) -> int:
     from bci.bench.latency import run_latency_bench
 
     result = run_latency_bench(Path(args.json), seconds=args.seconds, channels=args.channels,
-                               srate=args.srate)  # fmt: skip
+                               srate=args.srate, chunk_s=args.chunk_ms / 1e3)  # fmt: skip
     lat = result["neuroloop"]["riemann"]
     print(
         f"latency newest sample → stimulator write ({args.channels} ch · {args.srate:g} Hz, "
@@ -187,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--no-fnirs", action="store_true", help="EEG only")
     sim.add_argument("--sample-index", action="store_true", help="append a SampleIndex channel")
     sim.add_argument("--no-listen", action="store_true", help="ignore cue and stimulation streams")
+    sim.add_argument("--chunk-ms", type=float, default=10.0,
+                     help="push interval, ms (default 10; amplifiers use 1-40)")  # fmt: skip
     sim.add_argument("--duration", type=float, help="stop after this many seconds")
     sim.set_defaults(func=cmd_simulate)
 
@@ -218,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     lat.add_argument("--seconds", type=float, default=60.0, help="closed-loop duration, s")
     lat.add_argument("--channels", type=int, default=64, help="EEG channels (default 64)")
     lat.add_argument("--srate", type=float, default=1000.0, help="EEG rate, Hz (default 1000)")
+    lat.add_argument("--chunk-ms", type=float, default=1.0,
+                     help="source push interval, ms (default 1: per-sample amplifier)")  # fmt: skip
     lat.set_defaults(func=cmd_bench_latency)
     return parser
 

@@ -38,6 +38,7 @@ def virtual_subject_command(protocol: Protocol) -> list[str]:
         "--channels", str(src.eeg_channels),
         "--srate", f"{src.eeg_srate:g}",
         "--line-freq", str(src.line_freq),
+        "--chunk-ms", f"{src.chunk_s * 1e3:g}",
     ]  # fmt: skip
     if not src.fnirs:
         command.append("--no-fnirs")

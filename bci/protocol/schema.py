@@ -43,6 +43,9 @@ class SourceSection(_Strict):
     """Virtual subject: mains frequency, Hz."""
     sample_index: bool = False
     """Virtual subject: append a sample-index channel (tests)."""
+    chunk_s: Annotated[float, Field(ge=0.001, le=0.1)] = 0.01
+    """Virtual subject: push interval, s. Amplifiers differ (1-40 ms); a decision's newest
+    sample is on average half a chunk older than the moment the chunk arrives."""
     eeg_stream: str | None = None
     """lsl: name of the EEG stream to resolve (default ``<prefix>-EEG``)."""
     nirs_stream: str | None = None

@@ -149,16 +149,20 @@ class EegGenerator(ScheduledStream):
         # One filter per kind over that kind's columns (kinds are contiguous in the model).
         kinds = np.array(self._model.kinds)
         self._source_filters = [
-            (np.flatnonzero(kinds == kind), StatefulSos(band_noise_sos(*bands[kind], fs),
-                                                        int(np.sum(kinds == kind))))
+            (
+                np.flatnonzero(kinds == kind),
+                StatefulSos(band_noise_sos(*bands[kind], fs), int(np.sum(kinds == kind))),
+            )
             for kind in dict.fromkeys(self._model.kinds)
         ]
         # Envelope column of each source in [mu L, mu R, beta L, beta R, alpha, EMG L, EMG R].
         offset = {"mu": 0, "beta": 2, "alpha": 4, "emg": 5}
-        self._envelope_column = np.array([
-            offset[kind] + (side if kind != "alpha" else 0)
-            for kind, side in zip(self._model.kinds, self._model.sides, strict=True)
-        ])
+        self._envelope_column = np.array(
+            [
+                offset[kind] + (side if kind != "alpha" else 0)
+                for kind, side in zip(self._model.kinds, self._model.sides, strict=True)
+            ]
+        )
         self._burn_in()
 
         # Mu L, mu R, beta L, beta R amplitude factors (1 = resting level).
@@ -236,11 +240,21 @@ class EegGenerator(ScheduledStream):
         delay = erd.beta_rebound_s if label == CUE_REST else erd.latency_s
         self.schedule(time_s + delay, later)
 
-    def set_tacs(self, time_s: float, amplitude_ma: float, frequency_hz: float,
-                 anode: str | None, cathode: str | None) -> None:
+    def set_tacs(
+        self,
+        time_s: float,
+        amplitude_ma: float,
+        frequency_hz: float,
+        anode: str | None,
+        cathode: str | None,
+    ) -> None:
         """tACS from ``time_s`` on (amplitude 0 switches it off): alpha entrainment + artifact."""
-        gain = tacs_alpha_gain(self.params.stimulation, self.params.rhythms.alpha_frequency_hz,
-                               amplitude_ma, frequency_hz)
+        gain = tacs_alpha_gain(
+            self.params.stimulation,
+            self.params.rhythms.alpha_frequency_hz,
+            amplitude_ma,
+            frequency_hz,
+        )
 
         def apply() -> None:
             self._alpha.target = np.array([1.0 + gain])
@@ -248,16 +262,28 @@ class EegGenerator(ScheduledStream):
 
         self.schedule(time_s, apply)
 
-    def set_artifact(self, modality: str, time_s: float, amplitude_ma: float, frequency_hz: float,
-                     anode: str | None, cathode: str | None) -> None:
+    def set_artifact(
+        self,
+        modality: str,
+        time_s: float,
+        amplitude_ma: float,
+        frequency_hz: float,
+        anode: str | None,
+        cathode: str | None,
+    ) -> None:
         """tDCS offset or pulse-train artifact from ``time_s`` on (amplitude 0 stops it)."""
-        self.schedule(time_s, lambda: self._stim.set(modality, self.n_samples, amplitude_ma,
-                                                     frequency_hz, anode, cathode))
+        self.schedule(
+            time_s,
+            lambda: self._stim.set(
+                modality, self.n_samples, amplitude_ma, frequency_hz, anode, cathode
+            ),
+        )
 
     def tms_pulse(self, time_s: float, intensity_pct: float, site: np.ndarray) -> None:
         """One TMS pulse at ``time_s``: TEP plus pulse artifact (``stimulation.tms_kernel``)."""
-        kernel = tms_kernel(self.params.stimulation, intensity_pct, site, self._positions,
-                            self.sfreq)
+        kernel = tms_kernel(
+            self.params.stimulation, intensity_pct, site, self._positions, self.sfreq
+        )
         self.schedule(time_s, lambda: self._tms_overlay.add(self.n_samples, kernel))
 
     # ------------------------------------------------------------------------------ generation
@@ -320,12 +346,12 @@ class EegGenerator(ScheduledStream):
             tt = np.arange(int(2.5 * duration * fs)) / fs / peak
             size = art.blink_amplitude_uv * (0.8 + 0.4 * u_amplitude)
             self._blink_overlay.add(
-                sample_at(t, fs), tt**2 * np.exp(2.0 * (1.0 - tt)) * size,
+                sample_at(t, fs),
+                tt**2 * np.exp(2.0 * (1.0 - tt)) * size,
                 self._model.blink_leadfield,
             )
         for t, (u_length, u_amplitude, u_side) in self._emg_times.until(stop / fs):
             length = max(2, int(art.emg_duration_s * (0.5 + u_length) * fs))
             amplitude = art.emg_amplitude_uv * (0.6 + u_amplitude)
             sides = [(1.0, 0.0), (0.0, 1.0), (1.0, 1.0)][min(int(3 * u_side), 2)]
-            self._emg_bursts.add(sample_at(t, fs), np.hanning(length) * amplitude,
-                                 np.array(sides))
+            self._emg_bursts.add(sample_at(t, fs), np.hanning(length) * amplitude, np.array(sides))

@@ -127,9 +127,7 @@ class SourceModel:
         self.background_mix = np.linalg.cholesky(corr).T
 
         # Mains: nearly common-mode, amplitude varying with each contact's impedance.
-        self._omega = [
-            (h, line_freq * h / sfreq) for h in (1, 3) if line_freq * h < 0.45 * sfreq
-        ]
+        self._omega = [(h, line_freq * h / sfreq) for h in (1, 3) if line_freq * h < 0.45 * sfreq]
         amp = art.line_noise_uv * rng.lognormal(0.0, 0.4, n_ch)
         phase = rng.normal(0.0, 0.3, n_ch)
         mix = []

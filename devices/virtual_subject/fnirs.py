@@ -179,8 +179,9 @@ class FnirsGenerator(ScheduledStream):
     def _step_noise(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Filter one block of white noise into systemic, local and LED-drift signals."""
         n_pairs = len(PAIRS)
-        systemic = np.concatenate([f(z[:, k : k + 1]) for k, f in enumerate(self._systemic)],
-                                  axis=1)
+        systemic = np.concatenate(
+            [f(z[:, k : k + 1]) for k, f in enumerate(self._systemic)], axis=1
+        )
         local = self._local(z[:, 3 : 3 + 2 * n_pairs])
         led = self._led(z[:, 3 + 2 * n_pairs : 3 + 4 * n_pairs])
         return systemic, local, led

@@ -153,6 +153,7 @@ def gaussian_leadfield(
     -------
     gain : array, shape (n_channels,)
     """
+
     def _gain(points: np.ndarray) -> np.ndarray:
         dist2 = np.sum((points - source) ** 2, axis=-1)
         return np.exp(-dist2 / (2 * width_m**2))

@@ -45,8 +45,15 @@ class StimArtifacts:
         self._sfreq = sfreq
         self._active: dict[str, _Active] = {}
 
-    def set(self, modality: str, start: int, amplitude_ma: float, frequency_hz: float,
-            anode: str | None, cathode: str | None) -> None:
+    def set(
+        self,
+        modality: str,
+        start: int,
+        amplitude_ma: float,
+        frequency_hz: float,
+        anode: str | None,
+        cathode: str | None,
+    ) -> None:
         """Replace the ``modality`` state from absolute sample ``start`` on (0 mA stops it)."""
         periodic = modality in ("tacs", "pulse_train")
         if amplitude_ma == 0 or (periodic and frequency_hz <= 0):

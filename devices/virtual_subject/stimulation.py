@@ -133,6 +133,7 @@ def motor_drive(amplitude_ma: float, anode: str | None, cathode: str | None) -> 
     drive : array, shape (2,)
         mA-equivalent under the left (C3) and right (C4) hand areas.
     """
+
     def reach(name: str | None, parameter: str) -> np.ndarray:
         if not name:
             return np.zeros(2)

@@ -141,8 +141,10 @@ class VirtualSubject:
         if modality not in MODALITIES:
             raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
         for name, value in (("amplitude", amplitude), ("frequency_hz", frequency_hz)):
-            if isinstance(value, bool) or not isinstance(value, int | float | np.number) or not (
-                math.isfinite(value)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float | np.number)
+                or not (math.isfinite(value))
             ):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         if frequency_hz < 0:
@@ -162,7 +164,6 @@ class VirtualSubject:
                 self._eeg.tms_pulse(time, amplitude, site)
             return
         if modality == "tdcs":
-            self.plasticity.advance(time)
             self.plasticity.set_drive(time, motor_drive(amplitude, anode, cathode))
             self._eeg.set_artifact("tdcs", time, amplitude, 0.0, anode, cathode)
         elif modality == "tacs":
@@ -198,8 +199,10 @@ class VirtualSubject:
     def _check_time(self, time: float | None) -> float:
         if time is None:
             return self.time
-        if isinstance(time, bool) or not isinstance(time, int | float | np.number) or not (
-            math.isfinite(time)
+        if (
+            isinstance(time, bool)
+            or not isinstance(time, int | float | np.number)
+            or not (math.isfinite(time))
         ):
             raise ValueError(f"time must be a finite number of seconds, got {time!r}")
         return float(time)

@@ -83,7 +83,7 @@ def test_background_follows_the_subjects_power_law():
     gen = EegGenerator(quiet, EegSettings(channels=("Fz",), sfreq=250.0))
     freqs, psd = signal.welch(gen(250 * 120)[:, 0], fs=250.0, nperseg=1000)
     fit = ((freqs >= 2) & (freqs <= 6)) | ((freqs >= 32) & (freqs <= 45))
-    slope = np.polyfit(np.log10(freqs[fit]), np.log10(psd[fit, ]), 1)[0]
+    slope = np.polyfit(np.log10(freqs[fit]), np.log10(psd[fit,]), 1)[0]
     assert abs(-slope - quiet.background.aperiodic_exponent) < 0.5
 
 

@@ -36,8 +36,12 @@ def _channels(info: pylsl.StreamInfo) -> list[dict[str, str]]:
     channel = info.desc().child("channels").child("channel")
     out = []
     while not channel.empty():
-        out.append({key: channel.child_value(key)
-                    for key in ("label", "unit", "type", "wavelength", "source", "detector")})
+        out.append(
+            {
+                key: channel.child_value(key)
+                for key in ("label", "unit", "type", "wavelength", "source", "detector")
+            }
+        )
         channel = channel.next_sibling()
     return out
 
@@ -46,10 +50,19 @@ def test_streams_metadata_pacing_continuity_and_commands():
     prefix = f"vs-{uuid.uuid4().hex[:10]}"
     names = stream_names(prefix)
     # The session's cue and stimulation outlets exist before the subject starts, as in a session.
-    cues = pylsl.StreamOutlet(pylsl.StreamInfo(
-        names["cues"], MARKERS_TYPE, 1, pylsl.IRREGULAR_RATE, "string", f"{prefix}-cues"))
-    stim_info = pylsl.StreamInfo(names["stim"], STIM_TYPE, len(STIM_CHANNELS),
-                                 pylsl.IRREGULAR_RATE, "double64", f"{prefix}-stim")
+    cues = pylsl.StreamOutlet(
+        pylsl.StreamInfo(
+            names["cues"], MARKERS_TYPE, 1, pylsl.IRREGULAR_RATE, "string", f"{prefix}-cues"
+        )
+    )
+    stim_info = pylsl.StreamInfo(
+        names["stim"],
+        STIM_TYPE,
+        len(STIM_CHANNELS),
+        pylsl.IRREGULAR_RATE,
+        "double64",
+        f"{prefix}-stim",
+    )
     for key, value in (("modality", "tms"), ("anode", "Cz"), ("cathode", "")):
         stim_info.desc().append_child_value(key, value)
     stim = pylsl.StreamOutlet(stim_info)  # fmt: skip
@@ -100,8 +113,14 @@ def test_streams_metadata_pacing_continuity_and_commands():
     assert acquisition.child_value("seed") == "7"
     assert nirs_full.type() == NIRS_TYPE and nirs_full.source_id() == f"{prefix}-nirs-7"
     nirs_channels = _channels(nirs_full)
-    assert nirs_channels[0] == {"label": "S1_D1 760", "unit": "intensity", "type": "NIRS",
-                                "wavelength": "760", "source": "S1", "detector": "D1"}
+    assert nirs_channels[0] == {
+        "label": "S1_D1 760",
+        "unit": "intensity",
+        "type": "NIRS",
+        "wavelength": "760",
+        "source": "S1",
+        "detector": "D1",
+    }
     assert nirs_full.desc().child("fnirs").child_value("source_detector_distance") == "0.03"
 
     # Pacing: 3 s of signal took about 3 s; every sample was published exactly once.

@@ -30,7 +30,7 @@ def test_motor_drive_follows_electrode_placement():
     # Bilateral montage: anodal under C3, cathodal under C4; negative current swaps them.
     assert motor_drive(2.0, "C3", "C4") == pytest.approx([2.0, -2.0], abs=0.02)
     assert motor_drive(-1.0, "C3", "Fp2") == pytest.approx([-1.0, 0.0], abs=0.01)
-    with pytest.raises(ValueError, match="anode.*Q7"):
+    with pytest.raises(ValueError, match=r"anode.*Q7"):
         motor_drive(1.0, "Q7", None)
 
 
