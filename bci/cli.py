@@ -131,7 +131,8 @@ def cmd_bench_latency(args) -> int:
     from bci.bench.latency import run_latency_bench
 
     result = run_latency_bench(Path(args.json), seconds=args.seconds, channels=args.channels,
-                               srate=args.srate, chunk_s=args.chunk_ms / 1e3)  # fmt: skip
+                               srate=args.srate, chunk_s=args.chunk_ms / 1e3,
+                               calibration_trials=args.calibration_trials)  # fmt: skip
     lat = result["neuroloop"]["riemann"]
     print(
         f"latency newest sample → stimulator write ({args.channels} ch · {args.srate:g} Hz, "
@@ -223,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     lat.add_argument("--srate", type=float, default=1000.0, help="EEG rate, Hz (default 1000)")
     lat.add_argument("--chunk-ms", type=float, default=1.0,
                      help="source push interval, ms (default 1: per-sample amplifier)")  # fmt: skip
+    lat.add_argument("--calibration-trials", type=int, default=16,
+                     help="cued trials the decoder is fitted on first (default 16)")  # fmt: skip
     lat.set_defaults(func=cmd_bench_latency)
     return parser
 

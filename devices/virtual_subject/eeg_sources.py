@@ -5,6 +5,7 @@ electrode (leadfield), the background's spatial correlation, electrode gains and
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 
@@ -135,12 +136,21 @@ class SourceModel:
             scale = amp * (1.0 if h == 1 else art.line_harmonic_ratio)
             mix += [scale * np.cos(h * phase), scale * np.sin(h * phase)]
         self._line_mix = np.array(mix).reshape(len(mix), n_ch)
+        # Mains repeats every q samples where line_freq/sfreq = p/q (20 for 50 Hz at 1 kHz):
+        # tabulate one period so each chunk is a lookup rather than trigonometry.
+        period = (Fraction(line_freq) / Fraction(sfreq)).denominator
+        self._line_table = self._line_at(np.arange(period)) if period <= 100_000 else None
 
     def line(self, index: np.ndarray) -> np.ndarray:
         """Mains interference at absolute samples ``index``, shape (len(index), n_channels), µV.
 
         The phase is computed from the absolute sample number, so it never drifts with chunking.
         """
+        if self._line_table is not None:
+            return self._line_table[index % self._line_table.shape[0]]
+        return self._line_at(index)
+
+    def _line_at(self, index: np.ndarray) -> np.ndarray:
         if not self._omega:
             return np.zeros((index.size, self._line_mix.shape[1]))
         basis = []

@@ -170,3 +170,34 @@ def test_stop_event_ends_a_run_without_duration():
 def test_bad_options_name_the_field(field, value):
     with pytest.raises((ValueError, TypeError), match=field.split("_")[0]):
         SimulateOptions(**{field: value})
+
+
+def test_sigterm_stops_the_process_cleanly():
+    import pathlib
+    import signal
+    import subprocess
+    import sys
+
+    prefix = f"vs-{uuid.uuid4().hex[:10]}"
+    code = (
+        "from devices.virtual_subject import SimulateOptions, run_virtual_subject\n"
+        f"s = run_virtual_subject(SimulateOptions(prefix={prefix!r}, eeg_srate=250.0,"
+        " fnirs=False, listen=False))\n"
+        "print('pushed', s.eeg_samples)\n"
+    )
+    root = pathlib.Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        _wait_for(
+            lambda: pylsl.resolve_byprop("name", stream_names(prefix)["eeg"], 1, 0.2), 20,
+            "the subprocess's EEG stream",
+        )  # fmt: skip
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=10)
+    finally:
+        process.kill()
+    assert process.returncode == 0
+    assert int(out.split()[-1]) > 0
