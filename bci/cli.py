@@ -64,6 +64,10 @@ def cmd_run(args) -> int:
     except KeyboardInterrupt:
         print("interrupted: stimulation stopped", file=sys.stderr)
         return 130
+    except (RuntimeError, ValueError) as err:
+        print(f"error: {err}\nStimulation was stopped at zero; what was recorded is in {out}.",
+              file=sys.stderr)  # fmt: skip
+        return 1
     dec, lat, stim = summary["decoder"], summary["latency_ms"], summary["stimulation"]
     print(
         f"session done in {summary['duration_s']:.0f} s → {out}\n"

@@ -271,6 +271,10 @@ class Engine:
                 if not queue:
                     break
                 self._start_block(queue.pop(0), pylsl.local_clock())
+        except Exception as err:
+            # a failed stage stops stimulation and is shown and recorded, never swallowed
+            self._event("error", pylsl.local_clock(), error=f"{type(err).__name__}: {err}")
+            raise
         finally:
             now = pylsl.local_clock()
             self.governor.trip("session end", now, kind="hold")

@@ -12,7 +12,7 @@ import math
 import queue
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -155,23 +155,25 @@ def run_virtual_subject(
     logger.info("virtual subject %d publishing %s", options.seed, names["eeg"])
     start = pylsl.local_clock()
     sent = {"eeg": 0, "nirs": 0}
-    with _stop_on_signals(stop):
-        while not stop.is_set():
-            if listener is not None:
-                listener.apply(subject, start)
-            elapsed = pylsl.local_clock() - start
-            if options.duration_s is not None:
-                elapsed = min(elapsed, options.duration_s - 1e-9)
-            _push_due(eeg_outlet, subject.eeg, eeg_fs, start, elapsed, sent, "eeg")
-            if nirs_outlet is not None:
-                _push_due(nirs_outlet, subject.fnirs, nirs_fs, start, elapsed, sent, "nirs")
-            if options.duration_s is not None and elapsed >= options.duration_s - 2e-9:
-                break
-            # Wake on the chunk grid of the start time, not "chunk_s after now": no drift.
-            wake = start + (math.floor(elapsed / options.chunk_s) + 1) * options.chunk_s
-            stop.wait(max(0.0, wake - pylsl.local_clock()))
-    if listener is not None:
-        listener.close()
+    try:
+        with _stop_on_signals(stop):
+            while not stop.is_set():
+                if listener is not None:
+                    listener.apply(subject, start)
+                elapsed = pylsl.local_clock() - start
+                if options.duration_s is not None:
+                    elapsed = min(elapsed, options.duration_s - 1e-9)
+                _push_due(eeg_outlet, subject.eeg, eeg_fs, start, elapsed, sent, "eeg")
+                if nirs_outlet is not None:
+                    _push_due(nirs_outlet, subject.fnirs, nirs_fs, start, elapsed, sent, "nirs")
+                if options.duration_s is not None and elapsed >= options.duration_s - 2e-9:
+                    break
+                # Wake on the chunk grid of the start time, not "chunk_s after now": no drift.
+                wake = start + (math.floor(elapsed / options.chunk_s) + 1) * options.chunk_s
+                stop.wait(max(0.0, wake - pylsl.local_clock()))
+    finally:
+        if listener is not None:
+            listener.close()
     return SimulationSummary(
         eeg_samples=sent["eeg"], nirs_samples=sent["nirs"],
         cues=0 if listener is None else listener.n_cues,
@@ -179,8 +181,17 @@ def run_virtual_subject(
     )  # fmt: skip
 
 
-def _push_due(outlet, generate, sfreq, start, elapsed, sent, key) -> None:
-    """Push every sample of one stream whose nominal time (start + k/sfreq) has come."""
+def _push_due(
+    outlet: pylsl.StreamOutlet,
+    generate: Callable[[int], np.ndarray],
+    sfreq: float,
+    start: float,
+    elapsed: float,
+    sent: dict[str, int],
+    key: str,
+) -> None:
+    """Push every sample of stream ``key`` whose nominal time (start + k/sfreq) has come by
+    ``elapsed`` s, counting pushed samples in ``sent[key]``."""
     due = math.floor(elapsed * sfreq + 1e-9) + 1
     max_block = max(1, round(_MAX_BLOCK_S * sfreq))
     while sent[key] < due:
