@@ -91,7 +91,7 @@ def _progress(engine: Engine, total_s: float, done: threading.Event) -> None:
         while not done.wait(0.5):
             block = engine.block.kind if engine.block else ""
             bar.set_postfix_str(f"{block} trials={len(engine.record.cues)}", refresh=False)
-            bar.update(max(0, round(engine.elapsed_s) - bar.n))
+            bar.update(max(0, min(round(engine.elapsed_s), bar.total) - bar.n))
 
 
 def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_dir: Path,
@@ -139,7 +139,10 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
         done = threading.Event()
         if progress:
             monitor = threading.Thread(
-                target=_progress, args=(engine, planned_duration_s(blocks), done), daemon=True
+                # fitting takes a few seconds the plan cannot know
+                target=_progress,
+                args=(engine, planned_duration_s(blocks) + 3, done),
+                daemon=True,
             )
             monitor.start()
         try:
