@@ -36,7 +36,9 @@ STIM_CHANNELS = ("amplitude", "frequency_hz", "pulses", "write_time", "sample_ti
 DECODER_TIME_CHANNEL = "sample_time"
 
 # Latency stream: per-stage durations and the end-to-end latency of each decision, ms.
-LATENCY_CHANNELS = ("acquire", "preprocess", "decode", "control", "write", "end_to_end")
+# transport: newest sample's age when the pull returned (source chunking + LSL); the others are
+# the engine's own stages; end_to_end: stimulator write time − newest sample time.
+LATENCY_CHANNELS = ("transport", "preprocess", "decode", "control", "write", "end_to_end")
 
 # The sample-index channel that test sources append to prove nothing was dropped.
 SAMPLE_INDEX_CHANNEL = "SampleIndex"

@@ -43,7 +43,12 @@ duration_s = 1
             "preprocessing.picks.1: got 'C99'; not a channel of the 32-channel virtual subject",
         ),
         (MINIMAL + "[controller]\nkindd = 'x'\n", "controller.kindd: unknown field"),
-        ("[[blocks]]\nkind = 'closed_loop'\n", "blocks: a closed_loop block needs a fit block"),
+        (
+            "[[blocks]]\nkind = 'closed_loop'\nduration_s = 10\n",
+            "blocks: a closed_loop block needs a fit block",
+        ),
+        ("[[blocks]]\nkind = 'calibration'\ntrials = 2\n", "blocks.0.trials: got 2;"),
+        (MINIMAL + "[stimulator]\nmodality = 'tacs'\n", "stimulator.frequency_hz: got 0.0;"),
         ("this is = = not toml", "not valid TOML"),
     ],
 )

@@ -169,6 +169,14 @@ class Inlet:
             return tuple(f"ch{i}" for i in range(self.n_channels))
         return tuple(labels)
 
+    @property
+    def ch_types(self) -> tuple[str | None, ...]:
+        """Channel types from the stream's metadata (None where a channel has none)."""
+        types = self.info.get_channel_types()
+        if not types or len(types) != self.n_channels:
+            return (None,) * self.n_channels
+        return tuple(types)
+
     def clock_offset(self, timeout_s: float = 1.0) -> float:
         """Offset of the sender's clock to ours, s (liblsl already applies it to timestamps)."""
         return self._check_connected("clock_offset()").time_correction(timeout=timeout_s)

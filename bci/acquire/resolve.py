@@ -95,6 +95,15 @@ def resolve_streams(queries: list[StreamQuery], timeout_s: float = 10.0) -> list
             remaining = max(0.05, min(0.5, deadline - pylsl.local_clock()))
             infos = pylsl.resolve_bypred(query.predicate(), minimum=1, timeout=remaining)
             if infos:
+                # listen a moment longer: two rigs on one network may publish the same name
+                infos = pylsl.resolve_bypred(query.predicate(), minimum=2, timeout=0.2) or infos
+                sources = {info.source_id(): info for info in infos}
+                if len(sources) > 1:
+                    listing = "; ".join(describe(info) for info in sources.values())
+                    raise StreamNotFoundError(
+                        f"{len(sources)} LSL streams match {query}: {listing}. Give the source "
+                        "id (source.eeg_source_id in a protocol) to pick one."
+                    )
                 found[query] = infos[0]
         if len(found) == len(queries) or pylsl.local_clock() >= deadline:
             break

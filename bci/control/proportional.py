@@ -28,11 +28,20 @@ class ProportionalSettings:
 
     def __post_init__(self) -> None:
         if not 0 <= self.p_low < self.p_high <= 1:
-            raise ValueError(f"need 0 <= p_low < p_high <= 1, got {self.p_low}, {self.p_high}.")
+            raise ValueError(
+                f"p_low and p_high must satisfy 0 <= p_low < p_high <= 1, got p_low="
+                f"{self.p_low}, p_high={self.p_high}."
+            )
         if not 0 <= self.floor <= self.ceiling:
-            raise ValueError(f"need 0 <= floor <= ceiling, got {self.floor}, {self.ceiling}.")
+            raise ValueError(
+                f"floor and ceiling must satisfy 0 <= floor <= ceiling, got floor={self.floor}, "
+                f"ceiling={self.ceiling}."
+            )
         if self.ramp_up_per_s <= 0 or self.ramp_down_per_s <= 0:
-            raise ValueError("ramp_up_per_s and ramp_down_per_s must be > 0 unit/s.")
+            raise ValueError(
+                f"ramp_up_per_s and ramp_down_per_s must be > 0 unit/s, got "
+                f"{self.ramp_up_per_s}, {self.ramp_down_per_s}."
+            )
 
 
 class ProportionalController:
@@ -72,6 +81,8 @@ class ProportionalController:
         """
         s = self.settings
         target = self.target(proba)
+        if not np.isfinite(target):
+            return self.amplitude  # the engine trips the governor on non-finite decisions
         dt = 0.0 if self._last_time is None else max(time - self._last_time, 0.0)
         self._last_time = time
         step = target - self.amplitude

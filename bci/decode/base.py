@@ -55,6 +55,11 @@ class Decoder(ABC):
             Rows sum to 1, columns in ``info.classes`` order.
         """
 
+    @abstractmethod
+    def cross_validate(self, windows: np.ndarray, labels: np.ndarray, groups: np.ndarray,
+                       info: DecoderInfo, folds: int = 5) -> float:  # fmt: skip
+        """Mean accuracy of grouped cross-validation (a trial's windows stay in one fold)."""
+
     def check_compatible(self, ch_names: tuple[str, ...], sfreq: float) -> None:
         """Refuse a stream whose channels or rate differ from training (ValueError)."""
         if self.info is None:

@@ -42,9 +42,9 @@ def calibration_windows(
     starts = range(0, n_epoch - n_window + 1, step)
     windows, labels, groups = [], [], []
     for trial, (onset, label) in enumerate(cues):
-        epoch, _ = processed.between(onset + decoder.epoch_tmin_s, onset + decoder.epoch_tmax_s + 1)
-        if len(epoch) < n_epoch:
-            continue  # trial lost to a gap or the ring's horizon
+        epoch, times = processed.between(onset + decoder.epoch_tmin_s, onset + decoder.epoch_tmax_s)
+        if len(epoch) < n_epoch or np.any(np.diff(times) > 1.5 / sfreq):
+            continue  # trial lost to a gap or beyond the ring's horizon
         for start in starts:
             windows.append(epoch[start : start + n_window])
             labels.append(label)

@@ -17,6 +17,7 @@ import pylsl
 from bci.acquire import Inlet, RingBuffer
 from bci.control import ProportionalController, ProportionalSettings
 from bci.decode import DECODERS, Decoder, DecoderInfo
+from bci.engine.calibration import calibration_windows
 from bci.engine.outlets import SessionOutlets
 from bci.engine.preprocess import eeg_pipeline, fnirs_pipeline
 from bci.engine.timeline import PlannedBlock
@@ -26,6 +27,7 @@ from bci.signal import SlidingWindow, SlidingWindowSettings
 from devices.stimulators import Stimulator
 
 _PULL_TIMEOUT_S = 0.002  # short enough to notice a stall and keep cue timing within ms
+_WATCHDOG_REASONS = ("input stall", "decoder silent", "decoder non-finite output")
 
 
 @dataclass
@@ -73,10 +75,9 @@ class Engine:
         self.protocol, self.eeg, self.nirs = protocol, eeg, nirs
         self.outlets, self.stimulator = outlets, stimulator
         pre = protocol.preprocessing
-        self.pipeline = eeg_pipeline(pre, eeg.ch_names, eeg.sfreq)
+        self.pipeline = eeg_pipeline(pre, eeg.ch_names, eeg.sfreq, eeg.ch_types)
         self.slider = SlidingWindow(SlidingWindowSettings(pre.window_s, pre.hop_s, eeg.sfreq))
-        calibration_s = sum(b.trials * (b.cue_s + max(b.iti_s)) for b in protocol.blocks) + 30
-        self.processed = RingBuffer(int(calibration_s * eeg.sfreq), len(pre.picks))
+        self.processed = RingBuffer(int(seconds_until_fit(protocol) * eeg.sfreq), len(pre.picks))
         self.nirs_pipeline = fnirs_pipeline(nirs.ch_names) if nirs is not None else None
         self.decoder: Decoder | None = None
         ctl, stim = protocol.controller, protocol.stimulator
@@ -90,15 +91,18 @@ class Engine:
         self.governor = Governor(
             GovernorSettings(
                 stim.modality, stim.limits.max_amplitude, stim.limits.max_slew_per_s,
-                protocol.safety.stop_ramp_s,
+                protocol.safety.stop_ramp_s, max_step_s=min(1.5 * pre.hop_s, 1.0),
             )
         )  # fmt: skip
+        # a decoder that has not answered for three hops (or a stall's time) is silent
+        self.decision_timeout_s = max(3 * pre.hop_s, protocol.safety.watchdog_stall_s)
         self.record = EngineRecord()
         self.stalled = False
         self.block: PlannedBlock | None = None
         self.elapsed_s = 0.0
         """Seconds since the session started (read by progress displays)."""
         self._n_safety_events = 0
+        self._last_decision = np.nan
 
     # events --------------------------------------------------------------------------------
     def _event(self, kind: str, time: float, **detail) -> None:
@@ -126,33 +130,42 @@ class Engine:
             self._write(amplitude, self.eeg.newest_time)
         self._publish_safety_events()
 
+    @property
+    def _decoding(self) -> bool:
+        return self.decoder is not None and self.block.kind == "closed_loop"
+
     # data ----------------------------------------------------------------------------------
-    def _on_eeg(self, data: np.ndarray, times: np.ndarray, t_pulled: int) -> None:
+    def _on_eeg(self, data: np.ndarray, times: np.ndarray, pulled_at: float) -> None:
         t0 = time.perf_counter_ns()
         out, out_times = self.pipeline(data, times)
         self.processed.write(out, out_times)
-        windows, ends = self.slider(out, out_times)
-        t1 = time.perf_counter_ns()
-        block = self.block
-        if self.decoder is None or block is None or block.kind != "closed_loop" or not len(ends):
+        if not self._decoding:
             return
+        windows, ends = self.slider(out, out_times)
         keep = ends >= self._block_start  # backlog from before the block is not acted on
         if not keep.any():
             return
         windows, ends = windows[keep], ends[keep]
+        t1 = time.perf_counter_ns()
         proba = self.decoder.predict_proba(windows)
         t2 = time.perf_counter_ns()
+        stimulate = self.block.stimulate
+        requested = self.controller.amplitude if stimulate else 0.0
         for row, end in zip(proba, ends, strict=True):
             self.outlets.decision(row, end)
             self.record.decisions.append((float(end), row.copy()))
-            requested = self.controller(row, end) if block.stimulate else 0.0
+            if not np.isfinite(row).all():
+                self.governor.trip("decoder non-finite output", pylsl.local_clock())
+                continue
+            self._last_decision = pylsl.local_clock()
+            requested = self.controller(row, end) if stimulate else 0.0
         t3 = time.perf_counter_ns()
         allowed = self.governor.request(requested, pylsl.local_clock())
         self._write(allowed, float(ends[-1]))
         t4 = time.perf_counter_ns()
         command = self.stimulator.last
         stages = np.array(
-            [(t0 - t_pulled) / 1e6, (t1 - t0) / 1e6, (t2 - t1) / 1e6, (t3 - t2) / 1e6,
+            [(pulled_at - times[-1]) * 1e3, (t1 - t0) / 1e6, (t2 - t1) / 1e6, (t3 - t2) / 1e6,
              (t4 - t3) / 1e6, (command.write_time - command.sample_time) * 1e3]
         )  # fmt: skip
         self.record.latency_ms.append(stages)
@@ -165,24 +178,39 @@ class Engine:
             self.nirs_pipeline(data, times)
             self.record.nirs_samples += len(times)
 
-    def _watch_input(self, now: float) -> None:
-        since = self.eeg.seconds_since_data(now)
-        if not self.stalled and since > self.protocol.safety.watchdog_stall_s:
-            self.stalled = True
-            self.governor.trip("input stall", now)
-            self._event("stall", now, stream=self.eeg.name, silent_ms=round(since * 1e3, 1))
-
-    def _on_resume(self, now: float) -> None:
-        self.stalled = False
-        for gap in self.eeg.new_gaps():
+    def _on_gaps(self, now: float) -> None:
+        gaps = self.eeg.new_gaps()
+        for gap in gaps:
             self._event("gap", now, stream=gap.stream, start=gap.start, stop=gap.stop,
                         duration_s=gap.duration_s, missing=gap.missing)  # fmt: skip
-        # windows must not straddle the gap, and filters restart from the new data
-        self.pipeline.reset()
-        self.slider.reset()
-        if self.block.kind == "closed_loop" and self.block.stimulate:
+        if gaps:
+            # windows must not straddle the gap, and filters restart from the new data
+            self.pipeline.reset()
+            self.slider.reset()
+            self.controller.reset()
+
+    def _watch_input(self, now: float, arrived: bool) -> None:
+        if arrived and self.stalled:
+            self.stalled = False
+            self._event("resume", now, stream=self.eeg.name)
+        elif not arrived and not self.stalled:
+            since = self.eeg.seconds_since_data(now)
+            if since > self.protocol.safety.watchdog_stall_s:
+                self.stalled = True
+                self.governor.trip("input stall", now)
+                self._event("stall", now, stream=self.eeg.name, silent_ms=round(since * 1e3, 1))
+
+    def _watch_decoder(self, now: float) -> None:
+        """Trip while the input stalls or the decoder is silent; lift it when both are back."""
+        if not (self._decoding and self.block.stimulate):
+            return
+        silent = now - self._last_decision > self.decision_timeout_s
+        reason = self.governor.state.tripped
+        if silent and reason is None:
+            self.governor.trip("decoder silent", now)
+        elif not silent and not self.stalled and reason in _WATCHDOG_REASONS:
+            self.controller.reset()
             self.governor.recover(now)
-        self._event("resume", now, stream=self.eeg.name)
 
     # timeline ------------------------------------------------------------------------------
     def _start_block(self, block: PlannedBlock, now: float) -> None:
@@ -190,10 +218,14 @@ class Engine:
             self.record.blocks.append((self.block.index, self.block.kind, self._block_start, now))
         self.block, self._block_start, self._next_trial = block, now, 0
         self._event("block", now, index=block.index, block=block.kind)
-        if block.kind == "closed_loop" and block.stimulate:
+        if block.kind == "closed_loop":
+            # the decoder starts on the newest preprocessed data, not on an empty window
+            self.slider.reset()
+            self.slider(*self.processed.latest(min(len(self.processed), self.slider.n_length)))
             self.controller.reset()
-            if not self.stalled:
-                self.governor.recover(now)
+            self._last_decision = now  # from here the decoder watchdog counts
+        if block.kind == "closed_loop" and block.stimulate and not self.stalled:
+            self.governor.recover(now)  # lifts the previous block's hold
         else:
             self.governor.trip(f"{block.kind} block", now, kind="hold")
 
@@ -211,9 +243,7 @@ class Engine:
                 self.record.cues.append((now, label, self.block.index))
             self._next_trial += 1
 
-    def _fit(self, now: float) -> None:
-        from bci.engine.calibration import calibration_windows
-
+    def _fit(self) -> None:
         pre, dec = self.protocol.preprocessing, self.protocol.decoder
         cues = [(t, label) for t, label, index in self.record.cues
                 if self.protocol.blocks[index].kind == "calibration"]  # fmt: skip
@@ -231,6 +261,19 @@ class Engine:
         self._event("fit", pylsl.local_clock(), decoder=dec.kind, trials=len(set(groups)),
                     cv_accuracy=self.record.calibration_accuracy_cv)  # fmt: skip
 
+    def _ramp_to_zero(self) -> None:
+        """End of session: follow the governor's stop ramp down to zero, then write zero."""
+        now = pylsl.local_clock()
+        self.governor.trip("session end", now, kind="hold")
+        deadline = now + self.protocol.safety.stop_ramp_s
+        try:
+            while self.governor.amplitude and now < deadline:
+                self._hold_safe(now)
+                threading.Event().wait(0.01)  # the session is over: nothing else to serve
+                now = pylsl.local_clock()
+        finally:
+            self._write(0.0, self.eeg.newest_time)
+
     # the loop ------------------------------------------------------------------------------
     def run(self, blocks: list[PlannedBlock], stop: threading.Event | None = None,
             max_duration_s: float | None = None) -> EngineRecord:  # fmt: skip
@@ -246,14 +289,12 @@ class Engine:
         try:
             while not stop.is_set():
                 data, times = self.eeg.pull(_PULL_TIMEOUT_S)
-                t_pulled = time.perf_counter_ns()
                 now = pylsl.local_clock()
+                self._watch_input(now, arrived=bool(len(times)))
                 if len(times):
-                    if self.stalled:
-                        self._on_resume(now)
-                    self._on_eeg(data, times, t_pulled)
-                else:
-                    self._watch_input(now)
+                    self._on_gaps(now)
+                    self._on_eeg(data, times, now)
+                self._watch_decoder(now)
                 if self.governor.tripped:
                     self._hold_safe(now)
                 if self.nirs is not None and now >= next_nirs:
@@ -265,7 +306,7 @@ class Engine:
                     self._event("deadline", now, minutes=max_duration_s / 60)
                     break
                 if self.block.kind == "fit":
-                    self._fit(now)
+                    self._fit()
                 elif now - self._block_start < self.block.duration_s:
                     continue
                 if not queue:
@@ -276,10 +317,22 @@ class Engine:
             self._event("error", pylsl.local_clock(), error=f"{type(err).__name__}: {err}")
             raise
         finally:
+            self._ramp_to_zero()
             now = pylsl.local_clock()
-            self.governor.trip("session end", now, kind="hold")
-            self._write(0.0, self.eeg.newest_time)
             self.record.blocks.append((self.block.index, self.block.kind, self._block_start, now))
             self.record.stop_time = now
+            self._publish_safety_events()
             self._event("end", now)
         return self.record
+
+
+def seconds_until_fit(protocol: Protocol) -> float:
+    """Longest stretch of preprocessed signal a fit may need: every block up to the last fit
+    (calibration blocks at their longest), plus a margin, s."""
+    kinds = [block.kind for block in protocol.blocks]
+    last_fit = len(kinds) - kinds[::-1].index("fit") if "fit" in kinds else 0
+    total = sum(
+        block.duration_s + block.trials * (block.cue_s + max(block.iti_s))
+        for block in protocol.blocks[:last_fit]
+    )
+    return total + 30.0

@@ -19,15 +19,21 @@ from bci.signal import (
 from bci.streams import SAMPLE_INDEX_CHANNEL
 
 
-def eeg_pipeline(settings: PreprocessingSection, ch_names, sfreq: float) -> Pipeline:
+def eeg_pipeline(settings: PreprocessingSection, ch_names, sfreq: float,
+                 ch_types=None) -> Pipeline:  # fmt: skip
     """CAR over every EEG channel → pick the decoder's channels → notch → band-pass.
 
     Picking before filtering keeps the per-chunk cost proportional to the channels the decoder
-    reads, not to the montage.
+    reads, not to the montage. Channels whose type is not EEG (accelerometers, the sample index)
+    stay out of the average.
     """
     stages = []
     if settings.car:
-        non_eeg = tuple(name for name in ch_names if name == SAMPLE_INDEX_CHANNEL)
+        types = ch_types or ("EEG",) * len(ch_names)
+        non_eeg = tuple(
+            name for name, kind in zip(ch_names, types, strict=True)
+            if name == SAMPLE_INDEX_CHANNEL or (kind or "EEG").upper() != "EEG"
+        )  # fmt: skip
         stages.append(
             CommonAverageReference(CommonAverageReferenceSettings(exclude=non_eeg), ch_names)
         )
@@ -41,7 +47,7 @@ def eeg_pipeline(settings: PreprocessingSection, ch_names, sfreq: float) -> Pipe
                 kind="bandpass",
                 order=settings.filter_order,
                 low_hz=low,
-                high_hz=min(high, 0.45 * sfreq),
+                high_hz=high,
                 sfreq=sfreq,
             )
         )

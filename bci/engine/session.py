@@ -79,7 +79,7 @@ def _source_queries(protocol: Protocol) -> tuple[StreamQuery, StreamQuery | None
         eeg = StreamQuery(name=names["eeg"], type=EEG_TYPE)
         nirs = StreamQuery(name=names["nirs"], type=NIRS_TYPE) if src.fnirs else None
     else:
-        eeg = StreamQuery(name=src.eeg_stream or names["eeg"])
+        eeg = StreamQuery(name=src.eeg_stream or names["eeg"], source_id=src.eeg_source_id)
         nirs = StreamQuery(name=src.nirs_stream) if src.nirs_stream else None
     return eeg, nirs
 

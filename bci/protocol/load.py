@@ -63,8 +63,11 @@ def apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
                     where = ".".join(path[:i])
                     raise ProtocolError("--set", [f"{where} has no item {part!r} ({text})"])
                 node = node[int(part)]
-            else:
+            elif isinstance(node, dict):
                 node = node.setdefault(part, {})
+            if not isinstance(node, dict | list):
+                where = ".".join(path[: i + 1])
+                raise ProtocolError("--set", [f"{where} is a value, not a table ({text})"])
         last = path[-1]
         if isinstance(node, list):
             if not last.isdigit() or int(last) >= len(node):

@@ -43,19 +43,21 @@ class SourceSection(_Strict):
     """Virtual subject: mains frequency, Hz."""
     sample_index: bool = False
     """Virtual subject: append a sample-index channel (tests)."""
-    chunk_s: Annotated[float, Field(ge=0.001, le=0.1)] = 0.01
+    chunk_s: Annotated[float, Field(ge=0.001, le=0.05)] = 0.01
     """Virtual subject: push interval, s. Amplifiers differ (1-40 ms); a decision's newest
     sample is on average half a chunk older than the moment the chunk arrives."""
     eeg_stream: str | None = None
     """lsl: name of the EEG stream to resolve (default ``<prefix>-EEG``)."""
     nirs_stream: str | None = None
     """lsl: name of the fNIRS stream to resolve, if any."""
+    eeg_source_id: str | None = None
+    """lsl: LSL source id of the EEG stream, when several streams share its name."""
     resolve_timeout_s: PositiveSeconds = 15.0
     """How long to wait for the source streams, s."""
 
 
 class PreprocessingSection(_Strict):
-    picks: list[str] = Field(default_factory=lambda: ["C3", "Cz", "C4"])
+    picks: list[str] = Field(default_factory=lambda: ["C3", "Cz", "C4"], min_length=2)
     """EEG channels the decoder reads, by name."""
     car: bool = True
     """Common average reference over all EEG channels before picking."""
@@ -72,6 +74,8 @@ class PreprocessingSection(_Strict):
 
     @model_validator(mode="after")
     def _band_is_ordered(self):
+        if len(set(self.picks)) != len(self.picks):
+            raise ValueError(f"picks: got {self.picks}; each channel may appear once")
         low, high = self.bandpass_hz
         if not 0 < low < high:
             raise ValueError(
@@ -142,6 +146,15 @@ class StimulatorSection(_Strict):
 
     @model_validator(mode="after")
     def _within_ceilings(self):
+        if self.anode == self.cathode:
+            raise ValueError(f"cathode: got {self.cathode!r}; must differ from the anode")
+        oscillating = self.modality in ("tacs", "pulse_train")
+        if oscillating and not 0.1 <= self.frequency_hz <= 255:
+            raise ValueError(
+                f"frequency_hz: got {self.frequency_hz}; {self.modality} needs 0.1-255 Hz"
+            )
+        if not oscillating and self.frequency_hz != 0:
+            raise ValueError(f"frequency_hz: got {self.frequency_hz}; {self.modality} needs 0")
         hard = HARD_CEILINGS[self.modality]
         if self.limits.max_amplitude > hard.max_amplitude:
             raise ValueError(
@@ -177,6 +190,17 @@ class Block(_Strict):
     """Rest between trials, drawn uniformly from this range, s."""
     stimulate: bool = True
     """Closed loop: drive the stimulator (False: decode only, sham)."""
+
+    @model_validator(mode="after")
+    def _complete(self):
+        low, high = self.iti_s
+        if not 0 <= low <= high:
+            raise ValueError(f"iti_s: got {[low, high]}; need [low, high] with 0 <= low <= high")
+        if self.kind == "calibration" and self.trials < 4:
+            raise ValueError(f"trials: got {self.trials}; calibration needs at least 4 trials")
+        if self.kind in ("baseline", "closed_loop", "rest") and self.duration_s <= 0:
+            raise ValueError(f"duration_s: got {self.duration_s}; a {self.kind} block needs > 0 s")
+        return self
 
 
 class RecordingSection(_Strict):
@@ -215,6 +239,27 @@ class Protocol(_Strict):
                 "epoch_tmax_s - epoch_tmin_s must be at least "
                 f"preprocessing.window_s = {self.preprocessing.window_s} s"
             )
+        if self.controller.ramp_up_per_s > self.stimulator.limits.max_slew_per_s:
+            raise ValueError(
+                f"controller.ramp_up_per_s: got {self.controller.ramp_up_per_s}; must not exceed "
+                f"stimulator.limits.max_slew_per_s = {self.stimulator.limits.max_slew_per_s}"
+            )
+        if self.safety.watchdog_stall_s < 2 * self.source.chunk_s:
+            raise ValueError(
+                f"safety.watchdog_stall_s: got {self.safety.watchdog_stall_s}; must be at least "
+                f"twice source.chunk_s = {self.source.chunk_s} or every chunk looks like a stall"
+            )
+        if self.source.kind == "virtual":
+            self._check_rates(self.source.eeg_srate)
+        for i, block in enumerate(self.blocks):
+            if (
+                block.kind == "calibration"
+                and self.decoder.epoch_tmax_s > block.cue_s + block.iti_s[0]
+            ):
+                raise ValueError(
+                    f"decoder.epoch_tmax_s: got {self.decoder.epoch_tmax_s}; calibration block {i} "
+                    f"leaves only cue_s + iti_s[0] = {block.cue_s + block.iti_s[0]} s per trial"
+                )
         kinds = [block.kind for block in self.blocks]
         if "closed_loop" in kinds and (
             "fit" not in kinds or kinds.index("fit") > kinds.index("closed_loop")
@@ -223,3 +268,16 @@ class Protocol(_Strict):
         if "fit" in kinds and "calibration" not in kinds[: kinds.index("fit")]:
             raise ValueError("blocks: a fit block needs a calibration block before it")
         return self
+
+    def _check_rates(self, sfreq: float) -> None:
+        """Rate-dependent limits, known before the stream for a virtual source."""
+        if self.preprocessing.bandpass_hz[1] >= sfreq / 2:
+            raise ValueError(
+                f"preprocessing.bandpass_hz: got {list(self.preprocessing.bandpass_hz)}; the high "
+                f"edge must be below the Nyquist frequency {sfreq / 2:g} Hz"
+            )
+        if self.preprocessing.hop_s * sfreq < 1:
+            raise ValueError(
+                f"preprocessing.hop_s: got {self.preprocessing.hop_s}; shorter than one sample "
+                f"at {sfreq:g} Hz"
+            )

@@ -20,6 +20,9 @@ class GovernorSettings:
     """Session ceiling on the amplitude change rate, unit/s."""
     stop_ramp_s: float = 0.5
     """After a trip the output ramps from where it was to zero within this time, s (≤ 1)."""
+    max_step_s: float = 0.1
+    """The slew limit counts at most this much time since the previous command, s, so a silence
+    (a stall, a slow decoder) never turns into one large step. Set it near the decision hop."""
 
     def __post_init__(self) -> None:
         if self.modality not in HARD_CEILINGS:
@@ -39,6 +42,8 @@ class GovernorSettings:
             )
         if not 0 < self.stop_ramp_s <= 1.0:
             raise ValueError(f"stop_ramp_s must be within (0, 1] s, got {self.stop_ramp_s}.")
+        if not 0 < self.max_step_s <= 1.0:
+            raise ValueError(f"max_step_s must be within (0, 1] s, got {self.max_step_s}.")
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,8 @@ class SafetyEvent:
 
 @dataclass
 class GovernorState:
+    """What the governor allowed so far, and what it integrated."""
+
     amplitude: float = 0.0
     time: float | None = None
     tripped: str | None = None
@@ -65,7 +72,7 @@ class GovernorState:
 
 
 class Governor:
-    """Clamps amplitude and slew, refuses non-finite requests, and ramps to zero when tripped.
+    """Clamps amplitude and slew, trips on non-finite requests, ramps to zero when tripped.
 
     A trip (watchdog: stalled input or silent decoder) holds the output at or below where it was
     and ramps it to zero within ``stop_ramp_s``; :meth:`recover` lifts it, after which the output
@@ -108,18 +115,25 @@ class Governor:
         return amplitude
 
     def request(self, amplitude: float, time: float) -> float:
-        """The amplitude allowed for a controller's request at ``time`` (s, local clock)."""
+        """The amplitude allowed for a controller's request at ``time`` (s, local clock).
+
+        A non-finite request is refused and trips the governor: the output ramps to zero.
+        """
+        if not math.isfinite(time):
+            raise ValueError(f"time must be a finite local-clock time, s, got {time!r}.")
         s, state = self.settings, self.state
         if self.tripped:
             return self.tick(time)
-        if not math.isfinite(amplitude) or not math.isfinite(time):
+        if not math.isfinite(amplitude):
             state.n_refused += 1
-            self._event(time, "refuse", f"non-finite request {amplitude!r}; output held")
-            return state.amplitude
+            self._event(time, "refuse", f"non-finite request {amplitude!r}")
+            self.trip("non-finite request", time)
+            return self.tick(time)
         allowed = min(max(amplitude, -s.max_amplitude), s.max_amplitude)
-        if state.time is not None:
-            step = s.max_slew_per_s * max(time - state.time, 0.0)
-            allowed = min(max(allowed, state.amplitude - step), state.amplitude + step)
+        # the first request starts from zero; a long silence counts as one step at most
+        elapsed = 0.0 if state.time is None else min(max(time - state.time, 0.0), s.max_step_s)
+        step = s.max_slew_per_s * elapsed
+        allowed = min(max(allowed, state.amplitude - step), state.amplitude + step)
         # differences below 0.1 % of the ceiling are clock jitter between the controller's sample
         # times and our write times, not clamps worth an event
         if abs(allowed - amplitude) > 1e-3 * s.max_amplitude:

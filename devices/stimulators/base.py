@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import pylsl
+
+from bci.safety.ceilings import HARD_CEILINGS
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,8 @@ class Stimulator(ABC):
     Only the safety governor calls :meth:`write`. ``stop`` always leaves the output at zero.
     """
 
+    modality: str = "tdcs"
+
     def __init__(self) -> None:
         self._connected = False
         self._started = False
@@ -40,13 +45,17 @@ class Stimulator(ABC):
         self.n_commands = 0
 
     def connect(self) -> Stimulator:
+        """Open the device; output at zero."""
         if self._connected:
-            raise RuntimeError(f"{type(self).__name__} is already connected.")
+            raise RuntimeError(
+                f"{type(self).__name__} is already connected; call disconnect() first."
+            )
         self._connect()
         self._connected = True
         return self
 
     def start(self) -> None:
+        """Accept commands from now on."""
         if not self._connected:
             raise RuntimeError(f"{type(self).__name__} is not connected; call connect() first.")
         self._reset()
@@ -56,6 +65,18 @@ class Stimulator(ABC):
         """Send one command; returns the :class:`StimCommand` with its write time."""
         if not self._started:
             raise RuntimeError(f"{type(self).__name__} is not started; call start() first.")
+        ceiling = HARD_CEILINGS[self.modality].max_amplitude
+        # the governor already enforces this; the driver refuses it again as a last line
+        if not (math.isfinite(amplitude) and abs(amplitude) <= ceiling):
+            raise ValueError(
+                f"amplitude {amplitude!r} is not finite or above the {self.modality} hard "
+                f"ceiling of {ceiling}; nothing was written."
+            )
+        if not (math.isfinite(frequency_hz) and frequency_hz >= 0 and pulses in (0, 1)):
+            raise ValueError(
+                f"frequency_hz must be finite and >= 0 and pulses 0 or 1, got "
+                f"{frequency_hz!r}, {pulses!r}; nothing was written."
+            )
         self._write(amplitude, frequency_hz, pulses)
         command = StimCommand(amplitude, frequency_hz, pulses, pylsl.local_clock(), sample_time)
         self.last = command

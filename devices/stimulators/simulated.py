@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bci.safety.ceilings import HARD_CEILINGS
 from devices.stimulators.base import Stimulator
 
 
@@ -18,6 +19,8 @@ class SimulatedStimulator(Stimulator):
     """
 
     def __init__(self, modality: str = "tdcs") -> None:
+        if modality not in HARD_CEILINGS:
+            raise ValueError(f"modality must be one of {sorted(HARD_CEILINGS)}, got {modality!r}.")
         self.modality = modality
         self.output = (0.0, 0.0, 0)
         super().__init__()

@@ -119,3 +119,16 @@ def test_outlet_that_disappears_and_returns_is_recovered_with_a_gap(index_source
         gap = inlet.new_gaps()[0]
         assert gap.duration_s > 0.3 and gap.missing > 50
         assert inlet.new_gaps() == []
+
+
+def test_two_streams_with_one_name_are_refused_until_a_source_id_picks_one(unique_name):
+    outlets = [
+        pylsl.StreamOutlet(pylsl.StreamInfo(unique_name, "EEG", 1, 100, "float32", f"rig{i}"))
+        for i in (1, 2)
+    ]
+    with pytest.raises(StreamNotFoundError, match="2 LSL streams match") as err:
+        resolve_streams([StreamQuery(name=unique_name)], timeout_s=3)
+    assert "rig1" in str(err.value) and "rig2" in str(err.value)
+    info = resolve_streams([StreamQuery(name=unique_name, source_id="rig2")], timeout_s=3)[0]
+    assert info.source_id() == "rig2"
+    del outlets

@@ -14,10 +14,10 @@ def make_governor(**kw) -> Governor:
 
 
 def test_governor_clamps_amplitude_and_slew_and_counts_them():
-    gov = make_governor()
-    assert gov.request(0.0, 0.0) == 0.0
-    assert gov.request(5.0, 0.5) == pytest.approx(0.5)  # slew: 1 mA/s over 0.5 s
-    for t in np.arange(0.6, 4.0, 0.1):
+    gov = make_governor(max_step_s=0.2)
+    assert gov.request(2.0, 0.0) == 0.0  # the first request starts from zero
+    assert gov.request(5.0, 0.1) == pytest.approx(0.1)  # slew: 1 mA/s over 0.1 s
+    for t in np.arange(0.2, 4.0, 0.1):
         out = gov.request(5.0, float(t))
     assert out == pytest.approx(2.0)  # session ceiling
     assert gov.state.n_clamped > 0 and all(e.kind == "clamp" for e in gov.state.events)
@@ -25,13 +25,23 @@ def test_governor_clamps_amplitude_and_slew_and_counts_them():
     assert gov.state.charge_mc > 0
 
 
-def test_governor_refuses_non_finite_requests():
-    gov = make_governor()
+def test_a_silence_never_becomes_one_large_step():
+    gov = make_governor(max_step_s=0.1)
     gov.request(0.0, 0.0)
-    gov.request(0.5, 1.0)
-    for bad in (math.nan, math.inf, -math.inf):
-        assert gov.request(bad, 1.1) == pytest.approx(0.5)
-    assert gov.state.n_refused == 3
+    assert gov.request(2.0, 5.0) == pytest.approx(0.1)  # 5 s of silence counts as 0.1 s
+
+
+def test_non_finite_request_is_refused_and_trips_to_zero():
+    gov = make_governor(stop_ramp_s=0.5)
+    gov.request(0.0, 0.0)
+    for t in np.arange(0.1, 1.0, 0.1):
+        gov.request(0.5, float(t))
+    assert gov.request(math.nan, 1.0) == pytest.approx(0.5)  # the ramp down starts here
+    assert gov.tripped and gov.state.n_refused == 1
+    assert gov.request(math.inf, 1.25) == pytest.approx(0.25)
+    assert gov.request(1.0, 1.6) == 0.0
+    with pytest.raises(ValueError, match="time"):
+        gov.request(1.0, math.nan)
 
 
 def test_trip_ramps_to_zero_within_stop_ramp_and_never_rises():
@@ -39,6 +49,7 @@ def test_trip_ramps_to_zero_within_stop_ramp_and_never_rises():
     gov.request(0.0, 0.0)
     for t in np.arange(0.1, 2.0, 0.1):
         gov.request(1.5, float(t))
+    assert gov.amplitude == pytest.approx(1.5)
     gov.trip("input stall", 2.0)
     outputs = [gov.request(2.0, 2.0 + dt) for dt in np.arange(0, 0.6, 0.05)]
     assert all(b <= a + 1e-12 for a, b in itertools.pairwise(outputs))

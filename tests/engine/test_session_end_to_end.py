@@ -121,12 +121,14 @@ def test_source_killed_mid_session_is_safe_recorded_and_resumed(unique_name, tmp
     assert np.isfinite(summary["latency_ms"]["p99"])
 
 
-def test_failing_stage_stops_the_session_with_one_clear_message(unique_name, tmp_path, capsys):
-    # one calibration trial holds one class only: the fit fails inside the running session
+def test_stream_without_the_picked_channels_stops_with_one_clear_message(
+    unique_name, tmp_path, capsys, index_source
+):
+    index_source(n_channels=4, sfreq=250.0, name=f"{unique_name}-EEG")  # EEG000..EEG003 only
     args = ["run", "demo", "--out", str(tmp_path), "--set", f"session.prefix={unique_name}",
-            "--set", "blocks.0.duration_s=0.5", "--set", "blocks.1.trials=1",
-            "--set", "recording.enabled=false", "--set", "source.fnirs=false"]  # fmt: skip
+            "--set", "source.kind=lsl", "--set", "recording.enabled=false",
+            "--set", "source.fnirs=false"]  # fmt: skip
     assert main(args) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-2].startswith("error: Only") and "both classes" in err[-2]
+    assert err[-2].startswith("error: picks") and "'FC5'" in err[-2] and "EEG000" in err[-2]
     assert err[-1].startswith("Stimulation was stopped at zero")

@@ -38,3 +38,15 @@ def test_simulated_stimulator_lifecycle():
     with SimulatedStimulator() as again:
         again.write(0.5, 0.0, 0, 0.0)
     assert again.output == (0.0, 0.0, 0)
+
+
+def test_stimulator_refuses_what_no_governor_would_allow():
+    with SimulatedStimulator("tacs") as stim:
+        for amplitude in (float("nan"), 2.5, -2.5):
+            with pytest.raises(ValueError, match="nothing was written"):
+                stim.write(amplitude, 10.0, 0, 0.0)
+        with pytest.raises(ValueError, match="frequency_hz"):
+            stim.write(1.0, -1.0, 0, 0.0)
+        assert stim.output == (0.0, 0.0, 0) and stim.n_commands == 0
+    with pytest.raises(ValueError, match="modality"):
+        SimulatedStimulator("ect")
