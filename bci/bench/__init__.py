@@ -1,0 +1,1 @@
+"""Benchmarks: each writes a JSON result and a PNG a person can look at."""
