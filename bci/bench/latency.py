@@ -56,16 +56,21 @@ def run_latency_bench(json_path: Path, seconds: float = 60.0, channels: int = 64
     result = {
         "neuroloop": {"riemann": summary["latency_ms"]},
         "config": {
-            "channels": channels, "srate": srate, "seconds": seconds, "hop_s": 0.01,
+            "channels": channels,
+            "srate": srate,
+            "seconds": seconds,
+            "hop_s": 0.01,
             "source_chunk_s": chunk_s,
             "decoder": "riemann (tangent space + logistic regression)",
             "picks": list(protocol.preprocessing.picks),
-        },  # fmt: skip
+        },
         "cpu_percent": {"engine": cpu},
         "machine": {
-            "platform": platform.platform(), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "processor": platform.processor(),
-        },  # fmt: skip
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "processor": platform.processor(),
+        },
         "date": datetime.now().isoformat(timespec="seconds"),
     }
     json_path.write_text(json.dumps(result, indent=2))

@@ -73,6 +73,23 @@ class SessionOutlets:
         self._decoder_row = np.zeros(len(decoder_labels))
         self._stim_row = np.zeros(len(STIM_CHANNELS))
 
+    def wait_for_consumers(self, timeout_s: float = 10.0) -> None:
+        """Block until every outlet has a subscriber (the recorder), so no first sample is lost.
+
+        Raises
+        ------
+        RuntimeError
+            Naming the outlets nobody subscribed to in time.
+        """
+        deadline = pylsl.local_clock() + timeout_s
+        for key in ("cues", "decoder", "stim", "events", "latency"):
+            remaining = max(deadline - pylsl.local_clock(), 0.0)
+            if not getattr(self, key).wait_for_consumers(remaining):
+                raise RuntimeError(
+                    f"No recorder subscribed to {self.names[key]!r} within {timeout_s:g} s; "
+                    "check that LabRecorder is running."
+                )
+
     def cue(self, label: str, time: float) -> None:
         """Publish a cue marker at ``time`` (s, local clock)."""
         self.cues.push_sample([label], time)

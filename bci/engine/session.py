@@ -22,6 +22,9 @@ from bci.record import Recorder
 from bci.streams import EEG_TYPE, NIRS_TYPE, stream_names
 from devices.stimulators import STIMULATORS
 
+_RECORDER_FLUSH_S = 0.5
+"""Time given to LabRecorder to receive the last samples before it closes the file, s."""
+
 
 def default_out_dir() -> Path:
     """``sessions/<timestamp>/`` under the working directory."""
@@ -133,8 +136,11 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
         if protocol.recording.enabled:
             names = [eeg.name] + ([nirs.name] if nirs else []) + list(outlets.names.values())[2:]
             recorder = Recorder(out_dir / protocol.recording.filename, names)
-            recorder.start()
             stack.callback(recorder.stop)
+            # runs before the stop: samples pushed last (the end event) reach the file
+            stack.callback(threading.Event().wait, _RECORDER_FLUSH_S)
+            recorder.start()
+            outlets.wait_for_consumers()
         engine = Engine(protocol, eeg, outlets, stimulator, nirs)
         done = threading.Event()
         if progress:

@@ -1,0 +1,37 @@
+"""LabRecorder driven by NeuroLoop: real LabRecorderCLI, real LSL, file read back by pyxdf."""
+
+import pylsl
+import pytest
+import pyxdf
+
+from bci.record import Recorder
+from tests.conftest import wait_for
+
+
+def test_records_named_streams_to_an_xdf_pyxdf_reads(index_source, unique_name, tmp_path):
+    source = index_source(n_channels=2, sfreq=200.0)
+    markers = pylsl.StreamOutlet(
+        pylsl.StreamInfo(f"{unique_name}-M", "Markers", 1, 0, "string", f"{unique_name}-M")
+    )
+    path = tmp_path / "rec.xdf"
+    with Recorder(path, [source.name, f"{unique_name}-M"]) as recorder:
+        assert recorder.recording
+        assert markers.wait_for_consumers(5)
+        markers.push_sample(["hello"])
+        wait_for(lambda: False, 1.0)
+        assert recorder.size_bytes > 0
+    assert not recorder.recording
+    streams, _ = pyxdf.load_xdf(str(path))
+    by_name = {s["info"]["name"][0]: s for s in streams}
+    assert len(by_name[source.name]["time_stamps"]) > 100
+    assert by_name[f"{unique_name}-M"]["time_series"][0] == ["hello"]
+    with pytest.raises(FileExistsError, match="exists"):
+        Recorder(path, [source.name]).start()
+
+
+def test_a_missing_stream_is_named_and_leaves_no_process(unique_name, tmp_path):
+    recorder = Recorder(tmp_path / "none.xdf", [f"{unique_name}-absent"])
+    with pytest.raises(RuntimeError, match=f"{unique_name}-absent"):
+        recorder.start(timeout_s=10)
+    assert not recorder.recording
+    recorder.stop()  # idempotent after a failed start
