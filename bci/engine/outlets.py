@@ -20,6 +20,9 @@ from bci.streams import (
     stream_names,
 )
 
+ENGINE_STREAMS = ("cues", "decoder", "stim", "events", "latency")
+"""Keys (in ``stream_names``) of the streams the engine publishes."""
+
 
 def _info(name: str, kind: str, labels: list[str], fmt: str, unit: str, prefix: str):
     info = pylsl.StreamInfo(name, kind, len(labels), pylsl.IRREGULAR_RATE, fmt, f"{name}-{kind}")
@@ -69,9 +72,14 @@ class SessionOutlets:
         self.latency = pylsl.StreamOutlet(
             _info(n["latency"], LATENCY_TYPE, list(LATENCY_CHANNELS), "double64", "ms", prefix)
         )
-        self.counts = dict.fromkeys(("cues", "decoder", "stim", "events", "latency"), 0)
+        self.counts = dict.fromkeys(ENGINE_STREAMS, 0)
         self._decoder_row = np.zeros(len(decoder_labels))
         self._stim_row = np.zeros(len(STIM_CHANNELS))
+
+    @property
+    def stream_list(self) -> list[str]:
+        """Names of the engine's own streams."""
+        return [self.names[key] for key in ENGINE_STREAMS]
 
     def wait_for_consumers(self, timeout_s: float = 10.0) -> None:
         """Block until every outlet has a subscriber (the recorder), so no first sample is lost.
@@ -82,7 +90,7 @@ class SessionOutlets:
             Naming the outlets nobody subscribed to in time.
         """
         deadline = pylsl.local_clock() + timeout_s
-        for key in ("cues", "decoder", "stim", "events", "latency"):
+        for key in ENGINE_STREAMS:
             remaining = max(deadline - pylsl.local_clock(), 0.0)
             if not getattr(self, key).wait_for_consumers(remaining):
                 raise RuntimeError(
@@ -122,6 +130,6 @@ class SessionOutlets:
 
     def close(self) -> None:
         """Drop the outlets so their streams disappear from the network."""
-        for name in ("cues", "decoder", "stim", "events", "latency"):
+        for name in ENGINE_STREAMS:
             if hasattr(self, name):
                 delattr(self, name)

@@ -132,16 +132,17 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
         eeg = stack.enter_context(Inlet(infos[0], InletSettings(buffer_s=60)))
         nirs = stack.enter_context(Inlet(infos[1])) if nirs_query else None
         stimulator = stack.enter_context(STIMULATORS[stim_settings.kind](stim_settings.modality))
+        # built before recording starts, so a stream the protocol cannot use is refused first
+        engine = Engine(protocol, eeg, outlets, stimulator, nirs)
         recorder = None
         if protocol.recording.enabled:
-            names = [eeg.name] + ([nirs.name] if nirs else []) + list(outlets.names.values())[2:]
+            names = [eeg.name] + ([nirs.name] if nirs else []) + outlets.stream_list
             recorder = Recorder(out_dir / protocol.recording.filename, names)
             stack.callback(recorder.stop)
             # runs before the stop: samples pushed last (the end event) reach the file
             stack.callback(threading.Event().wait, _RECORDER_FLUSH_S)
             recorder.start()
             outlets.wait_for_consumers()
-        engine = Engine(protocol, eeg, outlets, stimulator, nirs)
         done = threading.Event()
         if progress:
             monitor = threading.Thread(
