@@ -132,6 +132,19 @@ class Inlet:
             self._inlet.close_stream()
             self._inlet = None
 
+    def discard_pending(self) -> int:
+        """Drop what arrived so far and restart the counts: the session starts now.
+
+        Returns
+        -------
+        n_dropped : int
+            Samples discarded.
+        """
+        dropped = self._check_connected("discard_pending()").flush()
+        self._reset()
+        self.last_arrival = pylsl.local_clock()
+        return dropped
+
     def __enter__(self) -> Inlet:
         return self.connect()
 

@@ -152,6 +152,10 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
                 daemon=True,
             )
             monitor.start()
+        # samples from before the recorder held every stream are not part of the session
+        for inlet in (eeg, nirs):
+            if inlet is not None:
+                inlet.discard_pending()
         try:
             record = engine.run(blocks, stop, max_minutes * 60 if max_minutes else None)
         finally:

@@ -51,6 +51,8 @@ def test_inlet_pulls_every_sample_into_its_ring(index_source):
         np.testing.assert_array_equal(held[-len(index) :, -1], index[-len(held) :])
         assert abs(times[-1] - pylsl.local_clock()) < 0.5  # on our clock
         assert inlet.gaps == [] and abs(inlet.clock_offset()) < 0.01
+        assert wait_for(lambda: inlet.discard_pending() > 0, timeout_s=5)
+        assert inlet.n_samples == 0 and len(inlet.buffer) == 0
 
 
 def test_inlet_wrong_state_and_string_stream(index_source, unique_name):

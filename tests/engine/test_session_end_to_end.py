@@ -51,7 +51,8 @@ def test_short_session_writes_summary_plot_and_xdf(unique_name, tmp_path, capsys
     recorded = {s["info"]["name"][0]: s for s in streams}
     for key in ("eeg", "nirs", "cues", "decoder", "stim", "events", "latency"):
         assert names[key] in recorded, f"{names[key]} missing from the XDF"
-    assert len(recorded[names["eeg"]]["time_stamps"]) >= 0.95 * eeg["samples"]
+    # the recorder held the EEG before the session's first sample and after its last
+    assert len(recorded[names["eeg"]]["time_stamps"]) >= eeg["samples"]
     for key in ("cues", "decoder", "stim", "events", "latency"):  # every sample in the file
         assert len(recorded[names[key]]["time_stamps"]) == summary["streams"][names[key]]["samples"]
     cues = [m[0] for m in recorded[names["cues"]]["time_series"]]
