@@ -23,7 +23,6 @@ from bci.engine.preprocess import eeg_pipeline, fnirs_pipeline
 from bci.engine.timeline import PlannedBlock
 from bci.protocol import Protocol
 from bci.safety.governor import Governor, GovernorSettings
-from bci.signal import SlidingWindow, SlidingWindowSettings
 from devices.stimulators import Stimulator
 
 _PULL_TIMEOUT_S = 0.002  # short enough to notice a stall and keep cue timing within ms
@@ -76,7 +75,8 @@ class Engine:
         self.outlets, self.stimulator = outlets, stimulator
         pre = protocol.preprocessing
         self.pipeline = eeg_pipeline(pre, eeg.ch_names, eeg.sfreq, eeg.ch_types)
-        self.slider = SlidingWindow(SlidingWindowSettings(pre.window_s, pre.hop_s, eeg.sfreq))
+        self.n_window = round(pre.window_s * eeg.sfreq)
+        """Decoder window, samples."""
         self.processed = RingBuffer(int(seconds_until_fit(protocol) * eeg.sfreq), len(pre.picks))
         self.nirs_pipeline = fnirs_pipeline(nirs.ch_names) if nirs is not None else None
         self.decoder: Decoder | None = None
@@ -103,6 +103,8 @@ class Engine:
         """Seconds since the session started (read by progress displays)."""
         self._n_safety_events = 0
         self._last_decision = np.nan
+        self._next_decision_time = -np.inf
+        self._samples_since_gap = 0
 
     # events --------------------------------------------------------------------------------
     def _event(self, kind: str, time: float, **detail) -> None:
@@ -139,29 +141,35 @@ class Engine:
         t0 = time.perf_counter_ns()
         out, out_times = self.pipeline(data, times)
         self.processed.write(out, out_times)
-        if not self._decoding:
+        self._samples_since_gap += len(out_times)
+        newest = float(out_times[-1])
+        # one decision per hop, on the window ending at the newest sample: deciding on the
+        # sample that completed the hop would waste up to a source chunk of latency, and a
+        # backlog (after the fit) is summarized by its newest window, not replayed window by
+        # window. The decision's sample_time says exactly which window it read.
+        if (
+            not self._decoding
+            or newest < max(self._next_decision_time, self._block_start)
+            or self._samples_since_gap < self.n_window  # no window straddles a gap
+        ):
             return
-        windows, ends = self.slider(out, out_times)
-        keep = ends >= self._block_start  # backlog from before the block is not acted on
-        if not keep.any():
-            return
-        windows, ends = windows[keep], ends[keep]
+        self._next_decision_time = newest + self.protocol.preprocessing.hop_s - 0.5 / self.eeg.sfreq
+        window, _ = self.processed.latest(self.n_window)
         t1 = time.perf_counter_ns()
-        proba = self.decoder.predict_proba(windows)
+        row = self.decoder.predict_proba(window[None])[0]
         t2 = time.perf_counter_ns()
+        self.outlets.decision(row, newest)
+        self.record.decisions.append((newest, row))
         stimulate = self.block.stimulate
-        requested = self.controller.amplitude if stimulate else 0.0
-        for row, end in zip(proba, ends, strict=True):
-            self.outlets.decision(row, end)
-            self.record.decisions.append((float(end), row.copy()))
-            if not np.isfinite(row).all():
-                self.governor.trip("decoder non-finite output", pylsl.local_clock())
-                continue
+        if np.isfinite(row).all():
             self._last_decision = pylsl.local_clock()
-            requested = self.controller(row, end) if stimulate else 0.0
+            requested = self.controller(row, newest) if stimulate else 0.0
+        else:
+            self.governor.trip("decoder non-finite output", pylsl.local_clock())
+            requested = 0.0
         t3 = time.perf_counter_ns()
         allowed = self.governor.request(requested, pylsl.local_clock())
-        self._write(allowed, float(ends[-1]))
+        self._write(allowed, newest)
         t4 = time.perf_counter_ns()
         command = self.stimulator.last
         stages = np.array(
@@ -186,7 +194,7 @@ class Engine:
         if gaps:
             # windows must not straddle the gap, and filters restart from the new data
             self.pipeline.reset()
-            self.slider.reset()
+            self._samples_since_gap = 0
             self.controller.reset()
 
     def _watch_input(self, now: float, arrived: bool) -> None:
@@ -219,9 +227,6 @@ class Engine:
         self.block, self._block_start, self._next_trial = block, now, 0
         self._event("block", now, index=block.index, block=block.kind)
         if block.kind == "closed_loop":
-            # the decoder starts on the newest preprocessed data, not on an empty window
-            self.slider.reset()
-            self.slider(*self.processed.latest(min(len(self.processed), self.slider.n_length)))
             self.controller.reset()
             self._last_decision = now  # from here the decoder watchdog counts
         if block.kind == "closed_loop" and block.stimulate and not self.stalled:
