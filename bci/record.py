@@ -61,20 +61,33 @@ class Recorder:
         return {line.removeprefix(_STARTED).rstrip(".") for line in self._lines
                 if line.startswith(_STARTED)}  # fmt: skip
 
-    def start(self, timeout_s: float = 30.0) -> None:
+    def start(self, timeout_s: float = 20.0, attempts: int = 2) -> None:
         """Start LabRecorder and wait until it collects every stream.
+
+        LabRecorderCLI has been seen, rarely, to open a stream and never start collecting it;
+        a fresh process does. Nothing is lost by retrying: the session has not started.
 
         Raises
         ------
         RuntimeError
-            If a stream is not recorded in time; the message names the missing streams and
-            quotes LabRecorder's last words.
+            If a stream is not recorded in time on the last attempt; the message names the
+            missing streams and quotes what LabRecorder said about them.
         """
         if self._process is not None:
             raise RuntimeError(f"Already recording to {self.path}; call stop() first.")
         if self.path.exists():
             raise FileExistsError(f"{self.path} exists; choose another --out folder.")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(attempts):
+            try:
+                self._start_once(timeout_s)
+                return
+            except RuntimeError:
+                self.path.unlink(missing_ok=True)
+                if attempt == attempts - 1:
+                    raise
+
+    def _start_once(self, timeout_s: float) -> None:
         predicates = [f"name='{name}'" for name in self.stream_names]
         self._lines = []
         self._process = subprocess.Popen(
@@ -98,7 +111,9 @@ class Recorder:
             ok = done and wanted <= self._started()
             missing = sorted(wanted - self._started())
         if not ok:
-            tail = " | ".join(line for line in self._lines[-6:] if "INFO|" not in line)
+            about = [line for line in self._lines
+                     if "INFO|" not in line and any(name in line for name in missing)]  # fmt: skip
+            tail = " | ".join(about or [line for line in self._lines[-6:] if "INFO|" not in line])
             self._kill()
             raise RuntimeError(
                 f"LabRecorder did not start recording {missing} within {timeout_s:g} s "

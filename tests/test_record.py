@@ -32,6 +32,6 @@ def test_records_named_streams_to_an_xdf_pyxdf_reads(index_source, unique_name, 
 def test_a_missing_stream_is_named_and_leaves_no_process(unique_name, tmp_path):
     recorder = Recorder(tmp_path / "none.xdf", [f"{unique_name}-absent"])
     with pytest.raises(RuntimeError, match=f"{unique_name}-absent"):
-        recorder.start(timeout_s=10)
+        recorder.start(timeout_s=5, attempts=2)
     assert not recorder.recording
     recorder.stop()  # idempotent after a failed start
