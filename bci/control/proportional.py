@@ -57,9 +57,13 @@ class ProportionalController:
         self.settings = settings
         self.reset()
 
-    def reset(self) -> None:
-        """Back to the floor, as at the start of a closed-loop block."""
-        self.amplitude = self.settings.floor
+    def reset(self, amplitude: float | None = None) -> None:
+        """Start over from ``amplitude`` (default: the floor, as at the start of a block).
+
+        After a watchdog recovery the engine passes the governor's actual output, so the
+        policy ramps on from where the stimulator is rather than from the floor.
+        """
+        self.amplitude = self.settings.floor if amplitude is None else float(amplitude)
         self._last_time: float | None = None
 
     def target(self, proba: np.ndarray) -> float:

@@ -217,8 +217,8 @@ class Engine:
         if silent and reason is None:
             self.governor.trip("decoder silent", now)
         elif not silent and not self.stalled and reason in _WATCHDOG_REASONS:
-            self.controller.reset()
             self.governor.recover(now)
+            self.controller.reset(self.governor.amplitude)
 
     # timeline ------------------------------------------------------------------------------
     def _start_block(self, block: PlannedBlock, now: float) -> None:

@@ -83,5 +83,10 @@ def test_proportional_controller_maps_probability_with_ramps():
     ctl(np.array([0.0, 1.0]), 0.0)
     assert ctl(np.array([0.0, 1.0]), 1.0) == pytest.approx(0.5)  # ramp-limited
     assert ctl(np.array([1.0, 0.0]), 1.2) == pytest.approx(0.3)  # ramp down 1/s
+    ctl.reset(0.4)  # resume from the stimulator's actual output
+    assert ctl(np.array([0.0, 1.0]), 2.0) == pytest.approx(0.4)
+    assert ctl(np.array([0.0, 1.0]), 2.2) == pytest.approx(0.5)
+    ctl.reset()
+    assert ctl.amplitude == 0.0
     with pytest.raises(ValueError, match="p_low < p_high"):
         ProportionalSettings(target_index=0, p_low=0.9, p_high=0.5)
