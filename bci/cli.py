@@ -17,6 +17,12 @@ def _add_set(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _add_session_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", help="output folder (default sessions/<timestamp>/)")
+    parser.add_argument("--minutes", type=float, help="stop after this many minutes")
+    _add_set(parser)
+
+
 def _load(protocol: str, overrides: list[str]):
     from bci.protocol import ProtocolError, find_protocol, load_protocol
 
@@ -158,18 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Spawn a virtual subject, calibrate a motor-imagery "
                           "decoder, run a closed loop driving simulated tDCS, record everything "
                           "to XDF, write summary.json and summary.png.")  # fmt: skip
-    demo.add_argument("--out", help="output folder (default sessions/<timestamp>/)")
-    demo.add_argument("--minutes", type=float, help="stop after this many minutes")
-    _add_set(demo)
+    _add_session_options(demo)
     demo.set_defaults(func=cmd_demo)
 
     run = sub.add_parser("run", help="run a session protocol",
                          description="Validate PROTOCOL, then run its timeline: source, "
                          "recording, calibration, fit, closed loop.")  # fmt: skip
     run.add_argument("protocol", help="protocol TOML file, or a bundled name (demo, mi_tdcs)")
-    run.add_argument("--minutes", type=float, help="stop after this many minutes")
-    run.add_argument("--out", help="output folder (default sessions/<timestamp>/)")
-    _add_set(run)
+    _add_session_options(run)
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check", help="validate a protocol without running it",
