@@ -47,7 +47,6 @@ class EngineRecord:
     """(index, kind, start, stop) of every block run."""
     calibration_accuracy_cv: float = float("nan")
     n_calibration_trials: int = 0
-    nirs_samples: int = 0
     start_time: float = float("nan")
     stop_time: float = float("nan")
 
@@ -184,7 +183,6 @@ class Engine:
         data, times = self.nirs.pull(0.0)
         if len(times):
             self.nirs_pipeline(data, times)
-            self.record.nirs_samples += len(times)
 
     def _on_gaps(self, now: float) -> None:
         gaps = self.eeg.new_gaps()
