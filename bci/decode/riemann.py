@@ -6,10 +6,9 @@ import numpy as np
 from pyriemann.estimation import Covariances
 from pyriemann.tangentspace import TangentSpace
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedGroupKFold, cross_val_score
 from sklearn.pipeline import Pipeline, make_pipeline
 
-from bci.decode.base import Decoder, DecoderInfo
+from bci.decode.base import Decoder
 
 
 class TangentSpaceDecoder(Decoder):
@@ -19,9 +18,15 @@ class TangentSpaceDecoder(Decoder):
     ----------
     c : float
         Inverse L2 regularization of the logistic regression.
+    alignment : {"none", "euclidean", "riemann"}
+        See :class:`~bci.decode.base.Decoder`; ``riemann`` re-centers each subject's
+        covariances (Zanini et al. 2018).
     """
 
-    def __init__(self, c: float = 1.0) -> None:
+    kind = "riemann"
+
+    def __init__(self, c: float = 1.0, alignment: str = "none") -> None:
+        super().__init__(alignment)
         self.c = c
         self._pipeline: Pipeline | None = None
 
@@ -41,23 +46,11 @@ class TangentSpaceDecoder(Decoder):
             )
         return np.ascontiguousarray(windows.transpose(0, 2, 1))
 
-    def _compile(self) -> None:
-        """Precompute what inference needs from the fitted pipeline.
-
-        The hot loop decides on one window at a time; the sklearn pipeline spends ~2 ms per call
-        in input validation, while the arithmetic takes ~50 µs. This is the same computation as
-        ``pyriemann`` (OAS as ``sklearn.covariance.oas``, the log-map at the reference point, the
-        √2-weighted upper triangle) in plain numpy; a test holds the two equal.
-        """
-        _, tangent, logistic = (step for _, step in self._pipeline.steps)
-        eigvals, eigvecs = np.linalg.eigh(tangent.reference_)
-        self._whiten = (eigvecs / np.sqrt(eigvals)) @ eigvecs.T
-        n = self._whiten.shape[0]
-        self._triu = np.triu_indices(n)
-        self._triu_weights = np.where(self._triu[0] == self._triu[1], 1.0, np.sqrt(2.0))
-        self._coef = logistic.coef_.T.copy()
-        self._intercept = logistic.intercept_.copy()
-
+    # The hot loop decides on one window at a time; the sklearn pipeline spends ~2 ms per call
+    # in input validation, while the arithmetic takes ~50 µs. _fit keeps what inference needs
+    # and _tangent_vectors is the same computation as pyriemann (OAS as sklearn.covariance.oas,
+    # the log-map at the reference point, the √2-weighted upper triangle) in plain numpy; a test
+    # holds the two equal.
     def _tangent_vectors(self, windows: np.ndarray) -> np.ndarray:
         _, n_samples, n_channels = windows.shape
         centered = windows - windows.mean(axis=1, keepdims=True)
@@ -75,55 +68,45 @@ class TangentSpaceDecoder(Decoder):
         logm = (eigvecs * np.log(eigvals)[:, None, :]) @ eigvecs.transpose(0, 2, 1)
         return logm[:, self._triu[0], self._triu[1]] * self._triu_weights
 
-    def fit(self, windows, labels, info):
-        labels = np.asarray(labels)
-        unknown = sorted(set(labels) - set(info.classes))
-        if unknown:
-            raise ValueError(f"labels {unknown} are not among the classes {list(info.classes)}.")
-        if len(set(labels)) < 2:
-            raise ValueError("fit needs windows of at least two classes.")
-        targets = np.array([info.classes.index(label) for label in labels])
+    def config(self):
+        return {**super().config(), "c": self.c}
+
+    def _fit(self, windows, targets, info, groups):
         self._pipeline = self._make_pipeline().fit(self._channels_first(windows), targets)
-        self._compile()
-        self.info = info
-        return self
-
-    def cross_validate(self, windows, labels, groups, info: DecoderInfo, folds: int = 5) -> float:
-        """Mean accuracy of ``folds``-fold cross-validation, keeping each trial's windows together.
-
-        Parameters
-        ----------
-        windows : array, shape (n_windows, n_samples, n_channels)
-        labels : array of str, shape (n_windows,)
-        groups : array of int, shape (n_windows,)
-            Trial of each window.
-        """
-        targets = np.array([info.classes.index(label) for label in labels])
-        n_trials = len(set(groups))
-        cv = StratifiedGroupKFold(n_splits=min(folds, n_trials // 2), shuffle=True, random_state=0)
-        scores = cross_val_score(
-            self._make_pipeline(), self._channels_first(windows), targets, groups=groups, cv=cv
+        _, tangent, logistic = (step for _, step in self._pipeline.steps)
+        eigvals, eigvecs = np.linalg.eigh(tangent.reference_)
+        self._restore(
+            {
+                "whiten": (eigvecs / np.sqrt(eigvals)) @ eigvecs.T,
+                "coef": logistic.coef_.T.copy(),
+                "intercept": logistic.intercept_.copy(),
+            }
         )
-        return float(np.mean(scores))
 
-    def predict_proba(self, windows):
-        if self._pipeline is None:
-            raise RuntimeError("The decoder is not fitted; call fit() before predict_proba().")
+    def _arrays(self):
+        return {"whiten": self._whiten, "coef": self._coef, "intercept": self._intercept}
+
+    def _restore(self, arrays):
+        self._whiten, self._coef, self._intercept = (
+            arrays["whiten"], arrays["coef"], arrays["intercept"]
+        )  # fmt: skip
+        n = self._whiten.shape[0]
+        self._triu = np.triu_indices(n)
+        self._triu_weights = np.where(self._triu[0] == self._triu[1], 1.0, np.sqrt(2.0))
+
+    def _logits(self, windows):
         if windows.ndim != 3 or windows.shape[2] != self._whiten.shape[0]:
             raise ValueError(
                 f"windows must have shape (n_windows, n_samples, {self._whiten.shape[0]}), "
                 f"got {windows.shape}."
             )
         scores = self._tangent_vectors(windows) @ self._coef + self._intercept
-        if scores.shape[1] == 1:  # binary logistic regression
-            positive = 1.0 / (1.0 + np.exp(-scores[:, 0]))
-            return np.column_stack([1.0 - positive, positive])
-        scores -= scores.max(axis=1, keepdims=True)
-        proba = np.exp(scores)
-        return proba / proba.sum(axis=1, keepdims=True)
+        if scores.shape[1] == 1:  # binary logistic regression: P(1) = σ(s) = softmax([0, s])
+            return np.column_stack([np.zeros(len(scores)), scores[:, 0]])
+        return scores
 
     def reference_proba(self, windows: np.ndarray) -> np.ndarray:
         """Probabilities from the pyRiemann/sklearn pipeline itself (what the fast path equals)."""
         if self._pipeline is None:
             raise RuntimeError("The decoder is not fitted; call fit() before reference_proba().")
-        return self._pipeline.predict_proba(self._channels_first(windows))
+        return self._pipeline.predict_proba(self._channels_first(self._align(windows)))

@@ -16,7 +16,7 @@ import pylsl
 
 from bci.acquire import Inlet, RingBuffer
 from bci.control import ProportionalController, ProportionalSettings
-from bci.decode import DECODERS, Decoder, DecoderInfo
+from bci.decode import DECODERS, Decoder, DecoderInfo, InputSpec
 from bci.engine.calibration import calibration_windows
 from bci.engine.outlets import SessionOutlets
 from bci.engine.preprocess import eeg_pipeline, fnirs_pipeline
@@ -253,7 +253,9 @@ class Engine:
         windows, labels, groups = calibration_windows(
             self.processed, cues, self.eeg.sfreq, dec, pre
         )
-        info = DecoderInfo(tuple(pre.picks), self.eeg.sfreq, pre.window_s, tuple(dec.classes))
+        info = DecoderInfo(
+            tuple(dec.classes), eeg=InputSpec(tuple(pre.picks), self.eeg.sfreq, pre.window_s)
+        )
         decoder = DECODERS[dec.kind]()
         self.record.calibration_accuracy_cv = decoder.cross_validate(
             windows, labels, groups, info, dec.cv_folds

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from bci.decode import DecoderInfo, TangentSpaceDecoder
+from bci.decode import DecoderInfo, InputSpec, TangentSpaceDecoder, load_decoder
 
-INFO = DecoderInfo(("C3", "Cz", "C4", "CP1"), 250.0, 1.0, ("left", "right"))
+INFO = DecoderInfo(("left", "right"), eeg=InputSpec(("C3", "Cz", "C4", "CP1"), 250.0, 1.0))
 
 
 def _data(n: int = 60, seed: int = 0):
@@ -44,4 +44,18 @@ def test_decoder_refuses_wrong_input_and_wrong_streams():
         decoder.check_compatible(("C3", "Cz", "C4"), 250.0)
     with pytest.raises(ValueError, match="500 Hz"):
         decoder.check_compatible(("C3", "Cz", "C4", "CP1", "Pz"), 500.0)
-    decoder.check_compatible(("Pz", "C3", "Cz", "C4", "CP1"), 250.0)  # a superset is fine
+    index = decoder.check_compatible(("Pz", "C3", "Cz", "C4", "CP1"), 250.0)  # a superset
+    assert index.tolist() == [1, 2, 3, 4]
+
+
+def test_saved_model_loads_bit_exactly_with_its_alignment_and_temperature(tmp_path):
+    windows, labels = _data()
+    decoder = TangentSpaceDecoder(alignment="riemann").fit(windows, labels, INFO)
+    decoder.calibrate(*_data(40, seed=2))
+    decoder.preprocessing = {"bandpass_hz": [8.0, 30.0]}
+    loaded = load_decoder(decoder.save(tmp_path / "model.npz"))
+    test, _ = _data(20, seed=1)
+    assert loaded.info == decoder.info
+    assert loaded.temperature == decoder.temperature != 1.0
+    assert loaded.preprocessing == decoder.preprocessing
+    np.testing.assert_array_equal(loaded.predict_proba(test), decoder.predict_proba(test))
