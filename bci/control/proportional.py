@@ -25,6 +25,9 @@ class ProportionalSettings:
     """Fastest rise asked for, unit/s."""
     ramp_down_per_s: float = 1.0
     """Fastest fall asked for, unit/s."""
+    abstain_below: float = 0.0
+    """Hold the amplitude while the most probable class is below this probability (the decoder
+    is unsure); 0 never abstains."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.p_low < self.p_high <= 1:
@@ -37,6 +40,8 @@ class ProportionalSettings:
                 f"floor and ceiling must satisfy 0 <= floor <= ceiling, got floor={self.floor}, "
                 f"ceiling={self.ceiling}."
             )
+        if not 0 <= self.abstain_below <= 1:
+            raise ValueError(f"abstain_below must be within [0, 1], got {self.abstain_below}.")
         if self.ramp_up_per_s <= 0 or self.ramp_down_per_s <= 0:
             raise ValueError(
                 f"ramp_up_per_s and ramp_down_per_s must be > 0 unit/s, got "
@@ -46,7 +51,8 @@ class ProportionalSettings:
 
 class ProportionalController:
     """Amplitude = floor + (ceiling − floor) · clip((p − p_low) / (p_high − p_low), 0, 1),
-    approached no faster than the ramp rates.
+    approached no faster than the ramp rates; held where it is while the decoder abstains
+    (its most probable class below ``abstain_below``).
 
     Parameters
     ----------
@@ -89,6 +95,8 @@ class ProportionalController:
             return self.amplitude  # the engine trips the governor on non-finite decisions
         dt = 0.0 if self._last_time is None else max(time - self._last_time, 0.0)
         self._last_time = time
+        if proba.max() < s.abstain_below:
+            return self.amplitude
         step = target - self.amplitude
         limit = (s.ramp_up_per_s if step > 0 else s.ramp_down_per_s) * dt
         self.amplitude += float(np.clip(step, -limit, limit))

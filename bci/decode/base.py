@@ -286,8 +286,8 @@ class Decoder(ABC):
         scores = []
         for train, test in cv.split(np.zeros(len(labels)), labels, groups):
             twin = type(self)(**self.config())
-            twin.fit(_rows(windows, train), labels[train], info, groups[train])
-            predicted = np.asarray(info.classes)[twin.logits(_rows(windows, test)).argmax(1)]
+            twin.fit(take_rows(windows, train), labels[train], info, groups[train])
+            predicted = np.asarray(info.classes)[twin.logits(take_rows(windows, test)).argmax(1)]
             scores.append(np.mean(predicted == labels[test]))
         return float(np.mean(scores))
 
@@ -370,7 +370,8 @@ class Decoder(ABC):
             )
 
 
-def _rows(windows: Windows, rows: np.ndarray) -> Windows:
+def take_rows(windows: Windows, rows: np.ndarray) -> Windows:
+    """The windows at ``rows`` of a single-input array or of each input of a dict."""
     if isinstance(windows, dict):
         return {name: value[rows] for name, value in windows.items()}
     return windows[rows]

@@ -17,7 +17,7 @@ def calibration_windows(
     sfreq: float,
     decoder: DecoderSection,
     preprocessing: PreprocessingSection,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Decoder-length windows from ``[cue + tmin, cue + tmax]`` of every calibration trial.
 
     Parameters
@@ -35,12 +35,14 @@ def calibration_windows(
     labels : array of str, shape (n_windows,)
     groups : array of int, shape (n_windows,)
         Trial index of each window, so cross-validation keeps trials whole.
+    ends : array, shape (n_windows,)
+        Time of each window's last sample, s (to cut the matching fNIRS windows).
     """
     n_window = round(preprocessing.window_s * sfreq)
     n_epoch = round((decoder.epoch_tmax_s - decoder.epoch_tmin_s) * sfreq)
     step = max(round(TRAIN_STEP_S * sfreq), 1)
     starts = range(0, n_epoch - n_window + 1, step)
-    windows, labels, groups = [], [], []
+    windows, labels, groups, ends = [], [], [], []
     for trial, (onset, label) in enumerate(cues):
         epoch, times = processed.between(onset + decoder.epoch_tmin_s, onset + decoder.epoch_tmax_s)
         if len(epoch) < n_epoch or np.any(np.diff(times) > 1.5 / sfreq):
@@ -49,10 +51,31 @@ def calibration_windows(
             windows.append(epoch[start : start + n_window])
             labels.append(label)
             groups.append(trial)
+            ends.append(times[start + n_window - 1])
     if len(set(labels)) < 2:
         raise RuntimeError(
             f"Only {len(set(groups))} usable calibration trials of {len(cues)} (classes "
             f"{sorted(set(labels))}); the decoder needs both classes. Check the EEG stream for "
             "gaps and run a longer calibration block."
         )
-    return np.stack(windows), np.array(labels), np.array(groups)
+    return np.stack(windows), np.array(labels), np.array(groups), np.array(ends)
+
+
+def windows_ending_at(processed: RingBuffer, ends: np.ndarray, n_samples: int) -> np.ndarray:
+    """The ``n_samples`` latest samples at or before each time in ``ends`` (fNIRS windows that
+    match EEG windows), shape (len(ends), n_samples, n_channels).
+
+    Raises
+    ------
+    RuntimeError
+        The ring does not reach back far enough for the first window.
+    """
+    data, times = processed.latest(len(processed))
+    stops = np.searchsorted(times, ends, side="right")
+    if len(stops) and stops.min() < n_samples:
+        raise RuntimeError(
+            f"The fNIRS record starts {times[0] if len(times) else float('nan'):.1f} s, too late "
+            f"for a {n_samples}-sample window ending at {ends.min():.1f} s; start calibration "
+            "trials later (a longer baseline block) or shorten decoder.nirs_window_s."
+        )
+    return np.stack([data[stop - n_samples : stop] for stop in stops])

@@ -16,8 +16,9 @@ import pylsl
 
 from bci.acquire import Inlet, RingBuffer
 from bci.control import ProportionalController, ProportionalSettings
-from bci.decode import DECODERS, Decoder, DecoderInfo, InputSpec
-from bci.engine.calibration import calibration_windows
+from bci.decode import Decoder
+from bci.engine.calibration import calibration_windows, windows_ending_at
+from bci.engine.fitting import FitReport, fit_decoder, new_decoder, session_info
 from bci.engine.outlets import SessionOutlets
 from bci.engine.preprocess import eeg_pipeline, fnirs_pipeline
 from bci.engine.timeline import PlannedBlock
@@ -45,8 +46,8 @@ class EngineRecord:
     """Every event published."""
     blocks: list[tuple[int, str, float, float]] = field(default_factory=list)
     """(index, kind, start, stop) of every block run."""
-    calibration_accuracy_cv: float = float("nan")
-    n_calibration_trials: int = 0
+    fit: FitReport | None = None
+    """How the decoder was fitted on the calibration block."""
     start_time: float = float("nan")
     stop_time: float = float("nan")
 
@@ -77,14 +78,25 @@ class Engine:
         self.n_window = round(pre.window_s * eeg.sfreq)
         """Decoder window, samples."""
         self.processed = RingBuffer(int(seconds_until_fit(protocol) * eeg.sfreq), len(pre.picks))
-        self.nirs_pipeline = fnirs_pipeline(nirs.ch_names) if nirs is not None else None
+        self.nirs_pipeline = self.nirs_processed = None
+        if nirs is not None:
+            self.nirs_pipeline = fnirs_pipeline(nirs.ch_names)
+            horizon = max(seconds_until_fit(protocol), 2 * protocol.decoder.nirs_window_s)
+            self.nirs_processed = RingBuffer(
+                int(horizon * nirs.sfreq), len(self.nirs_pipeline.ch_names_out)
+            )
+        if protocol.decoder.model is not None:  # refused now, not after the calibration block
+            new_decoder(protocol).check_compatible(self.pipeline.ch_names_out, eeg.sfreq)
         self.decoder: Decoder | None = None
+        self._fitting: threading.Thread | None = None
+        self._fit_result: tuple[Decoder, FitReport] | BaseException | None = None
         ctl, stim = protocol.controller, protocol.stimulator
         self.controller = ProportionalController(
             ProportionalSettings(
                 target_index=protocol.decoder.classes.index(ctl.target_class),
                 p_low=ctl.p_low, p_high=ctl.p_high, floor=ctl.floor, ceiling=ctl.ceiling,
                 ramp_up_per_s=ctl.ramp_up_per_s, ramp_down_per_s=ctl.ramp_down_per_s,
+                abstain_below=ctl.abstain_below,
             )
         )  # fmt: skip
         self.governor = Governor(
@@ -104,6 +116,8 @@ class Engine:
         self._last_decision = np.nan
         self._next_decision_time = -np.inf
         self._samples_since_gap = 0
+        self._n_nirs = 0
+        """fNIRS window of the decoder, samples (0: it reads none)."""
 
     # events --------------------------------------------------------------------------------
     def _event(self, kind: str, time: float, **detail) -> None:
@@ -154,8 +168,15 @@ class Engine:
             return
         self._next_decision_time = newest + self.protocol.preprocessing.hop_s - 0.5 / self.eeg.sfreq
         window, _ = self.processed.latest(self.n_window)
+        if self._n_nirs:
+            nirs, _ = self.nirs_processed.latest(self._n_nirs)
+            batch = {"eeg": window[None], "nirs": nirs[None]}
+            if self.decoder.inputs == ("nirs",):
+                batch = batch["nirs"]
+        else:
+            batch = window[None]
         t1 = time.perf_counter_ns()
-        row = self.decoder.predict_proba(window[None])[0]
+        row = self.decoder.predict_proba(batch)[0]
         t2 = time.perf_counter_ns()
         self.outlets.decision(row, newest)
         self.record.decisions.append((newest, row))
@@ -182,7 +203,7 @@ class Engine:
     def _on_nirs(self) -> None:
         data, times = self.nirs.pull(0.0)
         if len(times):
-            self.nirs_pipeline(data, times)
+            self.nirs_processed.write(*self.nirs_pipeline(data, times))
 
     def _on_gaps(self, now: float) -> None:
         gaps = self.eeg.new_gaps()
@@ -246,25 +267,47 @@ class Engine:
                 self.record.cues.append((now, label, self.block.index))
             self._next_trial += 1
 
-    def _fit(self) -> None:
-        pre, dec = self.protocol.preprocessing, self.protocol.decoder
+    def _start_fit(self) -> None:
+        """Cut the calibration windows here, then fit on a worker thread, so the loop keeps
+        pulling, watching and holding the stimulator at zero while a CNN fine-tunes."""
         cues = [(t, label) for t, label, index in self.record.cues
                 if self.protocol.blocks[index].kind == "calibration"]  # fmt: skip
-        windows, labels, groups = calibration_windows(
+        pre, dec = self.protocol.preprocessing, self.protocol.decoder
+        eeg, labels, groups, ends = calibration_windows(
             self.processed, cues, self.eeg.sfreq, dec, pre
         )
-        info = DecoderInfo(
-            tuple(dec.classes), eeg=InputSpec(tuple(pre.picks), self.eeg.sfreq, pre.window_s)
-        )
-        decoder = DECODERS[dec.kind]()
-        self.record.calibration_accuracy_cv = decoder.cross_validate(
-            windows, labels, groups, info, dec.cv_folds
-        )
-        self.decoder = decoder.fit(windows, labels, info)
-        self.decoder.check_compatible(tuple(self.pipeline.ch_names_out), self.eeg.sfreq)
-        self.record.n_calibration_trials = len(set(groups))
-        self._event("fit", pylsl.local_clock(), decoder=dec.kind, trials=len(set(groups)),
-                    cv_accuracy=self.record.calibration_accuracy_cv)  # fmt: skip
+        windows = {"eeg": eeg}
+        nirs_names, nirs_sfreq = (), 0.0
+        if self.nirs is not None:
+            nirs_names, nirs_sfreq = self.nirs_pipeline.ch_names_out, self.nirs.sfreq
+        info = session_info(self.protocol, self.eeg.sfreq, nirs_names, nirs_sfreq)
+        if info.nirs is not None:
+            windows["nirs"] = windows_ending_at(self.nirs_processed, ends, info.nirs.n_samples)
+
+        def work() -> None:
+            try:
+                self._fit_result = fit_decoder(self.protocol, windows, labels, groups, info)
+            except BaseException as err:  # re-raised by the loop thread
+                self._fit_result = err
+
+        self._fitting = threading.Thread(target=work, name="decoder-fit", daemon=True)
+        self._fitting.start()
+
+    def _fit_done(self) -> bool:
+        """Start the fit on the first call of a fit block; True once the decoder is ready."""
+        if self._fitting is None:
+            self._start_fit()
+        if self._fitting.is_alive():
+            return False
+        result, self._fitting, self._fit_result = self._fit_result, None, None
+        if isinstance(result, BaseException):
+            raise result
+        self.decoder, report = result
+        self.record.fit = report
+        self._n_nirs = self.decoder.info.nirs.n_samples if self.decoder.info.nirs else 0
+        self._event("fit", pylsl.local_clock(), decoder=report.kind,
+                    **{k: v for k, v in report.to_json().items() if k != "kind"})  # fmt: skip
+        return True
 
     def _ramp_to_zero(self) -> None:
         """End of session: follow the governor's stop ramp down to zero, then write zero."""
@@ -311,7 +354,8 @@ class Engine:
                     self._event("deadline", now, minutes=max_duration_s / 60)
                     break
                 if self.block.kind == "fit":
-                    self._fit()
+                    if not self._fit_done():
+                        continue
                 elif now - self._block_start < self.block.duration_s:
                     continue
                 if not queue:

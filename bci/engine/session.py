@@ -160,6 +160,8 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
             record = engine.run(blocks, stop, max_minutes * 60 if max_minutes else None)
         finally:
             done.set()
+            if engine.decoder is not None:  # the fitted model, for replay and later sessions
+                engine.decoder.save(out_dir / "model.npz")
         stack.close()  # stop the recorder and the subject before reading the file
         recording = _recording_info(recorder) if recorder else None
         summary = build_summary(

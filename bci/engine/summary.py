@@ -80,10 +80,9 @@ def build_summary(protocol: Protocol, protocol_name: str, record: EngineRecord, 
         "streams": streams,
         "decoder": {
             "kind": protocol.decoder.kind,
-            "calibration_accuracy_cv": record.calibration_accuracy_cv,
+            "fit": record.fit.to_json() if record.fit else None,
             "closed_loop_accuracy": accuracy,
             "n_trials": n_trials,
-            "n_calibration_trials": record.n_calibration_trials,
             "n_decisions": len(record.decisions),
         },
         "latency_ms": {

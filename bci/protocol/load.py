@@ -134,6 +134,58 @@ def channel_problems(protocol: Protocol, source_channels: Callable[[int], list[s
     return problems
 
 
+_MODEL_PREPROCESSING = ("picks", "car", "notch_hz", "bandpass_hz", "filter_order", "window_s")
+"""Preprocessing a pretrained model's windows went through; a protocol must match it."""
+
+
+def model_problems(protocol: Protocol) -> list[str]:
+    """Why the protocol's pretrained model (``decoder.model``, an absolute path) cannot run
+    with the protocol's preprocessing, classes and source; empty if it can."""
+    from bci.decode.base import read_model_file
+
+    decoder = protocol.decoder
+    try:
+        header, _ = read_model_file(decoder.model)
+    except ValueError as err:
+        return [f"decoder.model: {err}"]
+    problems = []
+    if header["kind"] != decoder.kind:
+        problems.append(
+            f"decoder.kind: got {decoder.kind!r}; the model file holds a {header['kind']!r} "
+            "decoder: set decoder.kind to match"
+        )
+    if tuple(header["info"]["classes"]) != tuple(decoder.classes):
+        problems.append(
+            f"decoder.classes: got {list(decoder.classes)}; the model was trained on "
+            f"{header['info']['classes']}"
+        )
+    trained = header.get("preprocessing", {})
+    ours = protocol.preprocessing.model_dump(mode="json")
+    for name in _MODEL_PREPROCESSING:
+        if name in trained and trained[name] != ours[name]:
+            problems.append(
+                f"preprocessing.{name}: got {ours[name]!r}; the model was trained with "
+                f"{trained[name]!r}: set it to match or train a model for these settings"
+            )
+    eeg = header["info"].get("eeg")
+    if eeg and protocol.source.kind == "virtual" and eeg["sfreq"] != protocol.source.eeg_srate:
+        problems.append(
+            f"source.eeg_srate: got {protocol.source.eeg_srate:g}; the model was trained at "
+            f"{eeg['sfreq']:g} Hz"
+        )
+    return problems
+
+
+def _resolve_model(protocol: Protocol, folder: Path) -> Protocol:
+    """The protocol with ``decoder.model`` made absolute (relative names are relative to the
+    protocol file's folder)."""
+    if protocol.decoder.model is None:
+        return protocol
+    model = (folder / protocol.decoder.model).resolve()
+    decoder = protocol.decoder.model_copy(update={"model": str(model)})
+    return protocol.model_copy(update={"decoder": decoder})
+
+
 def _virtual_channels(n_channels: int) -> list[str]:
     from devices.virtual_subject.montage import select_channels
 
@@ -173,7 +225,10 @@ def load_protocol(path: str | Path, overrides: Iterable[str] = ()) -> tuple[Prot
         protocol = Protocol.model_validate(data)
     except ValidationError as err:
         raise ProtocolError(str(file), format_validation_error(err)) from None
+    protocol = _resolve_model(protocol, file.parent)
     problems = channel_problems(protocol, _virtual_channels)
+    if protocol.decoder.model is not None:
+        problems += model_problems(protocol)
     if problems:
         raise ProtocolError(str(file), problems)
     return protocol, text

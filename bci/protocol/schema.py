@@ -85,16 +85,38 @@ class PreprocessingSection(_Strict):
 
 
 class DecoderSection(_Strict):
-    kind: Literal["riemann"] = "riemann"
-    """Decoder family; ``riemann`` is tangent space + logistic regression (pyRiemann)."""
+    kind: Literal["riemann", "csp", "eegnet", "shallow", "snn", "fnirs", "hybrid"] = "riemann"
+    """Decoder family: ``riemann`` tangent space + logistic regression (pyRiemann), ``csp`` CSP +
+    LDA, ``eegnet`` / ``shallow`` CNNs, ``snn`` spiking network (snnTorch, NIR-exportable),
+    ``fnirs`` HbO/HbR features + LDA, ``hybrid`` EEG + fNIRS late fusion."""
+    model: str | None = None
+    """Pretrained model file (``bci train pretrain``), relative to the protocol file; the
+    calibration block fine-tunes it. None: train from the calibration block alone."""
+    fine_tune: Literal["head", "full"] = "full"
+    """With ``model``: ``head`` retrains the classifier layer only; ``full`` every weight with a
+    small learning rate and early stopping (CNN, SNN). Classical decoders refit either way."""
+    alignment: Literal["none", "euclidean", "riemann"] | None = None
+    """Per-subject alignment of EEG windows (Euclidean: He & Wu 2019; Riemannian re-centering:
+    Zanini et al. 2018). None: the model file's, or ``none`` without a model."""
+    holdout: Annotated[float, Field(ge=0, le=0.5)] = 0.25
+    """Share of calibration trials held out to measure accuracy and fit the temperature of the
+    probabilities (0: train on every trial, uncalibrated probabilities)."""
     classes: tuple[str, str] = CUE_CLASSES
     """Class labels, in probability-column order."""
     epoch_tmin_s: Annotated[float, Field(ge=0)] = 0.5
     """Calibration epoch start after the cue, s."""
     epoch_tmax_s: Annotated[float, Field(gt=0)] = 2.5
     """Calibration epoch end after the cue, s."""
+    nirs_window_s: Annotated[float, Field(gt=0, le=30)] = 5.0
+    """fNIRS window (``fnirs``, ``hybrid``): the HbO/HbR seconds up to each decision, s."""
     cv_folds: Annotated[int, Field(ge=2, le=10)] = 5
-    """Cross-validation folds reported for the calibration data."""
+    """Cross-validation folds reported for classical decoders trained on calibration alone."""
+
+    @model_validator(mode="after")
+    def _model_is_a_file_name(self):
+        if self.model is not None and not self.model.strip():
+            raise ValueError("model: got an empty name; give a model file or leave it out")
+        return self
 
 
 class ControllerSection(_Strict):
@@ -114,6 +136,9 @@ class ControllerSection(_Strict):
     """Fastest rise the policy asks for, unit/s."""
     ramp_down_per_s: Annotated[float, Field(gt=0)] = 1.0
     """Fastest fall the policy asks for, unit/s."""
+    abstain_below: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """Hold the amplitude where it is while the decoder's most probable class is below this
+    probability (0: never abstain)."""
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -251,6 +276,14 @@ class Protocol(_Strict):
             )
         if self.source.kind == "virtual":
             self._check_rates(self.source.eeg_srate)
+        has_nirs = (
+            self.source.fnirs if self.source.kind == "virtual" else bool(self.source.nirs_stream)
+        )
+        if self.decoder.kind in ("fnirs", "hybrid") and not has_nirs:
+            raise ValueError(
+                f"decoder.kind: got {self.decoder.kind!r}, which reads fNIRS, but the source has "
+                "none; set source.fnirs = true (virtual) or source.nirs_stream (lsl)"
+            )
         for i, block in enumerate(self.blocks):
             if (
                 block.kind == "calibration"

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from bci.acquire import RingBuffer
-from bci.engine.calibration import calibration_windows
+from bci.engine.calibration import calibration_windows, windows_ending_at
 from bci.engine.loop import seconds_until_fit
 from bci.engine.preprocess import eeg_pipeline
 from bci.protocol import load_protocol
@@ -33,10 +33,14 @@ def test_calibration_windows_skip_trials_cut_by_a_gap_and_label_by_trial():
     ring = RingBuffer(len(times), 11)
     ring.write(np.random.default_rng(1).standard_normal((len(times), 11)), times)
     cues = [(5.0, "left"), (19.0, "right"), (30.0, "right"), (40.0, "left")]
-    windows, labels, groups = calibration_windows(
+    windows, labels, groups, ends = calibration_windows(
         ring, cues, sfreq, protocol.decoder, protocol.preprocessing
     )
     assert set(groups) == {0, 2, 3} and windows.shape[1:] == (100, 11)
+    matching = windows_ending_at(ring, ends, 100)
+    np.testing.assert_array_equal(matching, windows)  # the same ring gives the same windows
+    with pytest.raises(RuntimeError, match="too late"):
+        windows_ending_at(ring, np.array([0.5]), 100)
     assert list(labels[groups == 2]) == ["right"] * int(np.sum(groups == 2))
     with pytest.raises(RuntimeError, match="both classes"):
         calibration_windows(ring, cues[:1], sfreq, protocol.decoder, protocol.preprocessing)

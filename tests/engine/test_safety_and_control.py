@@ -90,3 +90,15 @@ def test_proportional_controller_maps_probability_with_ramps():
     assert ctl.amplitude == 0.0
     with pytest.raises(ValueError, match="p_low < p_high"):
         ProportionalSettings(target_index=0, p_low=0.9, p_high=0.5)
+
+
+def test_proportional_controller_holds_while_the_decoder_abstains():
+    ctl = ProportionalController(
+        ProportionalSettings(target_index=1, ceiling=1.0, ramp_up_per_s=1.0, abstain_below=0.7)
+    )
+    ctl(np.array([0.1, 0.9]), 0.0)
+    assert ctl(np.array([0.1, 0.9]), 0.5) == pytest.approx(0.5)
+    assert ctl(np.array([0.45, 0.55]), 1.0) == pytest.approx(0.5)  # unsure: held, not lowered
+    assert ctl(np.array([0.1, 0.9]), 1.2) == pytest.approx(0.7)  # the ramp counts from 1.0
+    with pytest.raises(ValueError, match="abstain_below"):
+        ProportionalSettings(target_index=0, abstain_below=1.5)

@@ -1,0 +1,122 @@
+"""Turn a session's calibration block into a decoder: train from scratch, or fine-tune the
+protocol's pretrained model; hold out trials to measure accuracy and calibrate confidence."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bci.decode import DECODERS, Decoder, DecoderInfo, InputSpec, load_decoder, select_inputs
+from bci.decode.base import take_rows
+from bci.protocol import Protocol
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """What the fit did, for the session summary and the events stream."""
+
+    kind: str
+    pretrained: str | None
+    """Model file fine-tuned, or None (trained on the calibration block alone)."""
+    strategy: str
+    """``fit``, or the fine-tuning strategy (``head``, ``full``)."""
+    n_trials: int
+    n_holdout_trials: int
+    holdout_accuracy: float
+    """Window accuracy on the held-out trials (NaN without hold-out)."""
+    temperature: float
+    seconds: float
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def holdout_mask(labels: np.ndarray, groups: np.ndarray, fraction: float,
+                 seed: int = 0) -> np.ndarray:  # fmt: skip
+    """Rows of the held-out trials: ``fraction`` of each class's trials (at least one, and at
+    least two left for training), chosen at random."""
+    held = np.zeros(len(labels), dtype=bool)
+    if fraction <= 0:
+        return held
+    rng = np.random.default_rng(seed)
+    for label in np.unique(labels):
+        trials = np.unique(groups[labels == label])
+        n = min(max(round(fraction * len(trials)), 1), len(trials) - 2)
+        if n > 0:
+            held |= np.isin(groups, rng.choice(trials, n, replace=False))
+    return held
+
+
+def session_info(protocol: Protocol, eeg_sfreq: float, nirs_ch_names=(),
+                 nirs_sfreq: float = 0.0) -> DecoderInfo:  # fmt: skip
+    """The inputs the protocol's decoder reads in this session."""
+    pre, dec = protocol.preprocessing, protocol.decoder
+    inputs = DECODERS[dec.kind].inputs
+    eeg = InputSpec(tuple(pre.picks), eeg_sfreq, pre.window_s) if "eeg" in inputs else None
+    nirs = None
+    if "nirs" in inputs:
+        nirs = InputSpec(tuple(nirs_ch_names), nirs_sfreq, dec.nirs_window_s)
+    return DecoderInfo(tuple(dec.classes), eeg=eeg, nirs=nirs)
+
+
+def new_decoder(protocol: Protocol) -> Decoder:
+    """The protocol's pretrained model, or an unfitted decoder of its kind."""
+    dec = protocol.decoder
+    if dec.model is not None:
+        decoder = load_decoder(dec.model)
+        if dec.alignment is not None:
+            decoder.alignment_kind = dec.alignment
+        return decoder
+    return DECODERS[dec.kind](alignment=dec.alignment or "none")
+
+
+def fit_decoder(protocol: Protocol, windows: dict[str, np.ndarray], labels: np.ndarray,
+                groups: np.ndarray, info: DecoderInfo) -> tuple[Decoder, FitReport]:  # fmt: skip
+    """Fit (or fine-tune) on the calibration windows, then calibrate on held-out trials.
+
+    Parameters
+    ----------
+    windows : dict of str to array, shape (n_windows, n_samples, n_channels)
+        Calibration windows of every input (``"eeg"``, and ``"nirs"`` when there is one).
+    labels, groups : array, shape (n_windows,)
+        Class and trial of each window.
+    info : DecoderInfo
+        The session's inputs (:func:`session_info`).
+    """
+    start = time.perf_counter()
+    dec = protocol.decoder
+    decoder = new_decoder(protocol)
+    batch = select_inputs(info, windows)
+    held = holdout_mask(labels, groups, dec.holdout, protocol.session.seed)
+    train = ~held
+    if dec.model is not None:
+        for name in info.inputs:
+            spec = getattr(info, name)
+            decoder.check_compatible(spec.ch_names, spec.sfreq, name)
+        decoder.fine_tune(take_rows(batch, train), labels[train], dec.fine_tune, groups[train])
+        strategy = dec.fine_tune
+    else:
+        decoder.fit(take_rows(batch, train), labels[train], info, groups[train])
+        decoder.preprocessing = protocol.preprocessing.model_dump(mode="json")
+        strategy = "fit"
+    accuracy = float("nan")
+    if held.any():
+        test = take_rows(batch, held)
+        predicted = np.asarray(info.classes)[decoder.logits(test).argmax(axis=1)]
+        accuracy = float(np.mean(predicted == labels[held]))
+        decoder.calibrate(test, labels[held])
+    report = FitReport(
+        kind=decoder.kind,
+        pretrained=None if dec.model is None else Path(dec.model).name,
+        strategy=strategy,
+        n_trials=len(np.unique(groups)),
+        n_holdout_trials=len(np.unique(groups[held])),
+        holdout_accuracy=accuracy,
+        temperature=decoder.temperature,
+        seconds=time.perf_counter() - start,
+    )
+    decoder.provenance.steps.append({"step": "session calibration", **report.to_json()})
+    return decoder, report
