@@ -220,7 +220,7 @@ class Decoder(ABC):
         Parameters
         ----------
         windows : array, shape (n_windows, n_samples, n_channels), or dict of such arrays
-            Preprocessed windows (EEG µV; fNIRS HbO/HbR µM).
+            Preprocessed windows (EEG µV; fNIRS HbO/HbR mol/L, as MNE and the Beer–Lambert stage).
         labels : array of str, shape (n_windows,)
             Class of each window; each must be in ``info.classes``.
         info : DecoderInfo

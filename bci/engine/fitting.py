@@ -4,7 +4,7 @@ protocol's pretrained model; hold out trials to measure accuracy and calibrate c
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +29,11 @@ class FitReport:
     """Window accuracy on the held-out trials (NaN without hold-out)."""
     temperature: float
     seconds: float
+    holdout: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    """Uncalibrated logits and class indices of the held-out windows (for the report)."""
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "holdout"}
 
 
 def holdout_mask(labels: np.ndarray, groups: np.ndarray, fraction: float,
@@ -102,12 +104,14 @@ def fit_decoder(protocol: Protocol, windows: dict[str, np.ndarray], labels: np.n
         decoder.fit(take_rows(batch, train), labels[train], info, groups[train])
         decoder.preprocessing = protocol.preprocessing.model_dump(mode="json")
         strategy = "fit"
-    accuracy = float("nan")
+    accuracy, holdout = float("nan"), None
     if held.any():
         test = take_rows(batch, held)
-        predicted = np.asarray(info.classes)[decoder.logits(test).argmax(axis=1)]
-        accuracy = float(np.mean(predicted == labels[held]))
+        logits = decoder.logits(test)
+        targets = np.array([info.classes.index(label) for label in labels[held]])
+        accuracy = float(np.mean(logits.argmax(axis=1) == targets))
         decoder.calibrate(test, labels[held])
+        holdout = (logits, targets)
     report = FitReport(
         kind=decoder.kind,
         pretrained=None if dec.model is None else Path(dec.model).name,
@@ -117,6 +121,36 @@ def fit_decoder(protocol: Protocol, windows: dict[str, np.ndarray], labels: np.n
         holdout_accuracy=accuracy,
         temperature=decoder.temperature,
         seconds=time.perf_counter() - start,
+        holdout=holdout,
     )
     decoder.provenance.steps.append({"step": "session calibration", **report.to_json()})
     return decoder, report
+
+
+def write_fit_report(path: Path, decoder: Decoder, report: FitReport) -> Path:
+    """The training report PNG: reliability of the held-out probabilities before and after
+    temperature scaling, and the learning curves of network decoders."""
+    from bci.decode.base import softmax
+    from bci.decode.report import plot_training_report
+
+    history = getattr(decoder, "history", None) or []
+    curves = {
+        name: [epoch[name] for epoch in history]
+        for name in ("train_loss", "val_loss")
+        if history and name in history[0]
+    }
+    before = after = None
+    if report.holdout is not None:
+        logits, targets = report.holdout
+        before = (softmax(logits), targets)
+        after = (softmax(logits, report.temperature), targets)
+    how = f"fine-tuned {report.pretrained} ({report.strategy})" if report.pretrained else "fitted"
+    return plot_training_report(
+        path,
+        title=f"{report.kind} {how} on {report.n_trials} calibration trials "
+        f"({report.n_holdout_trials} held out), T = {report.temperature:.2f}",
+        curves=curves or None,
+        reliability_before=before,
+        reliability_after=after,
+        accuracy={"held-out": report.holdout_accuracy} if report.holdout is not None else None,
+    )

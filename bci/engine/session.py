@@ -13,6 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bci.acquire import Inlet, InletSettings, StreamQuery, resolve_streams
+from bci.engine.fitting import write_fit_report
 from bci.engine.loop import Engine, EngineRecord
 from bci.engine.outlets import SessionOutlets
 from bci.engine.summary import build_summary, plot_summary
@@ -162,6 +163,7 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
             done.set()
             if engine.decoder is not None:  # the fitted model, for replay and later sessions
                 engine.decoder.save(out_dir / "model.npz")
+                write_fit_report(out_dir / "training_report.png", engine.decoder, engine.record.fit)
         stack.close()  # stop the recorder and the subject before reading the file
         recording = _recording_info(recorder) if recorder else None
         summary = build_summary(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bci.safety.ceilings import HARD_CEILINGS
 from bci.streams import CUE_CLASSES
@@ -91,7 +91,8 @@ class DecoderSection(_Strict):
     ``fnirs`` HbO/HbR features + LDA, ``hybrid`` EEG + fNIRS late fusion."""
     model: str | None = None
     """Pretrained model file (``bci train pretrain``), relative to the protocol file; the
-    calibration block fine-tunes it. None: train from the calibration block alone."""
+    calibration block fine-tunes it. None or empty (``--set decoder.model=``): train from the
+    calibration block alone."""
     fine_tune: Literal["head", "full"] = "full"
     """With ``model``: ``head`` retrains the classifier layer only; ``full`` every weight with a
     small learning rate and early stopping (CNN, SNN). Classical decoders refit either way."""
@@ -112,11 +113,10 @@ class DecoderSection(_Strict):
     cv_folds: Annotated[int, Field(ge=2, le=10)] = 5
     """Cross-validation folds reported for classical decoders trained on calibration alone."""
 
-    @model_validator(mode="after")
-    def _model_is_a_file_name(self):
-        if self.model is not None and not self.model.strip():
-            raise ValueError("model: got an empty name; give a model file or leave it out")
-        return self
+    @field_validator("model", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
 
 
 class ControllerSection(_Strict):

@@ -38,7 +38,7 @@ class SubjectData:
     """Virtual subject seed."""
     windows: dict[str, np.ndarray]
     """``"eeg"``: shape (n_windows, n_samples, n_picks), µV, preprocessed; ``"nirs"`` (when the
-    protocol's source has fNIRS): HbO/HbR windows ending with each EEG window, µM."""
+    protocol's source has fNIRS): HbO/HbR windows ending with each EEG window, mol/L."""
     labels: np.ndarray
     """Class of each window, shape (n_windows,)."""
     groups: np.ndarray
