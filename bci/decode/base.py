@@ -359,6 +359,7 @@ class Decoder(ABC):
         meta, arrays = self.state()
         header = {"format": MODEL_FORMAT, "version": MODEL_VERSION, **meta}
         path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as file:
             np.savez(file, __meta__=np.array(json.dumps(header)), **arrays)
         return path
