@@ -72,10 +72,12 @@ def test_overrides_set_nested_fields_and_list_items():
             "source.fnirs=false",
             "preprocessing.bandpass_hz=[6, 32]",
             "session.name=abc",
+            "decoder.model=",  # the demo's pretrained model was trained on [8, 30]
         ],
     )
     assert protocol.blocks[1].trials == 20 and protocol.source.fnirs is False
     assert protocol.preprocessing.bandpass_hz == (6, 32) and protocol.session.name == "abc"
+    assert protocol.decoder.model is None
     with pytest.raises(ProtocolError, match="no item"):
         apply_overrides({"blocks": [{}]}, ["blocks.5.x=1"])
     with pytest.raises(ProtocolError, match=r"dotted\.key=value"):

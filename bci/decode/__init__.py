@@ -11,9 +11,25 @@ from bci.decode.base import (
     read_model_file,
     select_inputs,
 )
+from bci.decode.csp import CspLdaDecoder
+from bci.decode.fnirs import FnirsDecoder
+from bci.decode.hybrid import HybridDecoder
 from bci.decode.riemann import TangentSpaceDecoder
+from bci.decode.snn import SpikingDecoder
+from bci.decode.torch_decoder import EEGNetDecoder, ShallowDecoder
 
-DECODERS: dict[str, type[Decoder]] = {cls.kind: cls for cls in (TangentSpaceDecoder,)}
+DECODERS: dict[str, type[Decoder]] = {
+    cls.kind: cls
+    for cls in (
+        TangentSpaceDecoder,
+        CspLdaDecoder,
+        FnirsDecoder,
+        HybridDecoder,
+        EEGNetDecoder,
+        ShallowDecoder,
+        SpikingDecoder,
+    )
+}
 """Decoder classes by the protocol's ``decoder.kind``."""
 
 

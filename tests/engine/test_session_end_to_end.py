@@ -17,6 +17,7 @@ import pyxdf
 
 from bci.acquire import MarkerInlet, StreamQuery, resolve_streams
 from bci.cli import main
+from bci.decode import load_decoder
 from bci.engine.session import run_session
 from bci.protocol import load_protocol
 from bci.streams import stream_names
@@ -57,6 +58,26 @@ def test_short_session_writes_summary_plot_and_xdf(unique_name, tmp_path, capsys
         assert len(recorded[names[key]]["time_stamps"]) == summary["streams"][names[key]]["samples"]
     cues = [m[0] for m in recorded[names["cues"]]["time_series"]]
     assert cues.count("left") + cues.count("right") == summary["decoder"]["n_trials"] + 12
+    # the demo fine-tunes its pretrained EEGNet and leaves the session's model and its report
+    fit = summary["decoder"]["fit"]
+    assert fit["kind"] == "eegnet" and fit["pretrained"] == "demo-eegnet.npz"
+    assert fit["n_holdout_trials"] == 4 and fit["temperature"] > 0
+    assert load_decoder(out / "model.npz").provenance.steps[-1]["step"] == "session calibration"
+    assert (out / "training_report.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_hybrid_decoder_reads_live_eeg_and_fnirs(unique_name, tmp_path, capsys):
+    out = tmp_path / "session"
+    overrides = [*SHORT, "blocks.0.duration_s=6", "blocks.3.duration_s=4", "decoder.kind=hybrid",
+                 "decoder.model=", "recording.enabled=false"]  # fmt: skip
+    code = main(["run", "demo", "--out", str(out), "--set", f"session.prefix={unique_name}",
+                 *(f"--set={item}" for item in overrides)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["decoder"]["fit"]["kind"] == "hybrid"
+    assert summary["decoder"]["n_decisions"] > 20
+    assert load_decoder(out / "model.npz").info.inputs == ("eeg", "nirs")
 
 
 def _simulate(prefix: str) -> subprocess.Popen:
