@@ -4,7 +4,7 @@ as the engine's fit block does it; pretrained models are fine-tuned or refused."
 import numpy as np
 import pytest
 
-from bci.decode import DECODERS, select_inputs
+from bci.decode import DECODERS, load_decoder, select_inputs
 from bci.engine.fitting import fit_decoder, holdout_mask, session_info
 from bci.protocol import ProtocolError, load_protocol
 from bci.train.population import simulate_calibration
@@ -39,8 +39,8 @@ def test_holdout_keeps_trials_whole_and_classes_balanced():
 
 
 @pytest.mark.parametrize("kind", sorted(DECODERS))
-def test_every_kind_fits_from_the_protocol_and_decides_on_engine_batches(
-    protocol, subject, kind, monkeypatch
+def test_every_kind_fits_from_the_protocol_decides_on_engine_batches_and_reloads_exactly(
+    protocol, subject, kind, monkeypatch, tmp_path
 ):
     monkeypatch.setitem(DECODERS, kind, _fast(DECODERS[kind], FAST.get(kind, {})))
     variant = _with(protocol, kind=kind)
@@ -52,6 +52,11 @@ def test_every_kind_fits_from_the_protocol_and_decides_on_engine_batches(
     one = {name: value[:1] for name, value in subject.windows.items()}
     proba = decoder.predict_proba(select_inputs(info, one))
     assert proba.shape == (1, 2) and np.isclose(proba.sum(), 1.0)
+    # the model file holds everything: the reloaded decoder answers bit for bit the same
+    reloaded = load_decoder(decoder.save(tmp_path / f"{kind}.npz"))
+    assert reloaded.info == info and reloaded.temperature == decoder.temperature
+    batch = select_inputs(info, subject.windows)
+    np.testing.assert_array_equal(reloaded.predict_proba(batch), decoder.predict_proba(batch))
 
 
 def _fast(cls, config):
