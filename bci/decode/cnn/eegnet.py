@@ -21,18 +21,24 @@ from torch import nn
 from torch.nn import functional
 
 
+def _renormalize(layer: nn.Conv2d | nn.Linear) -> None:
+    """Keep each output's weights at an L2 norm of at most ``layer.max_norm`` while training
+    (the Keras ``max_norm`` kernel constraint)."""
+    if layer.training:
+        with torch.no_grad():
+            layer.weight.copy_(torch.renorm(layer.weight, 2, 0, layer.max_norm))
+
+
 class MaxNormConv2d(nn.Conv2d):
     """A convolution whose filters are renormalized to an L2 norm of at most ``max_norm`` at
-    each training forward pass (the Keras ``max_norm`` kernel constraint)."""
+    each training forward pass."""
 
     def __init__(self, *args, max_norm: float, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.max_norm = max_norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            with torch.no_grad():
-                self.weight.copy_(torch.renorm(self.weight, 2, 0, self.max_norm))
+        _renormalize(self)
         return super().forward(x)
 
 
@@ -45,9 +51,7 @@ class MaxNormLinear(nn.Linear):
         self.max_norm = max_norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            with torch.no_grad():
-                self.weight.copy_(torch.renorm(self.weight, 2, 0, self.max_norm))
+        _renormalize(self)
         return super().forward(x)
 
 
