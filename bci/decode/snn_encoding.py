@@ -132,7 +132,7 @@ def band_log_power(windows: np.ndarray, sfreq: float, settings: SpikeEncoding) -
         )
     n_used = n_steps * bin_samples
     used = np.ascontiguousarray(windows[:, n_samples - n_used :].transpose(0, 2, 1))
-    used -= used.mean(axis=2, keepdims=True)
+    used = used - used.mean(axis=2, keepdims=True)  # not in place: `used` may be the caller's
     n_fft = 2 * n_used  # zero padding keeps the window's end from wrapping onto its start
     spectrum = sp_fft.rfft(used, n=n_fft, axis=2)
     freqs = np.fft.rfftfreq(n_fft, 1 / sfreq)

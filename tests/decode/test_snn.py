@@ -11,6 +11,7 @@ from bci.decode import DecoderInfo, InputSpec
 from bci.decode.base import read_model_file
 from bci.decode.snn import (
     NIR_DT_S,
+    RATE_GAIN,
     SUPPORTED_NIR_NODES,
     NirNetwork,
     SpikingDecoder,
@@ -40,6 +41,14 @@ def _data(n: int = 160, seed: int = 0, n_channels: int = len(CHANNELS)):
     return sources @ mixing, labels
 
 
+def _counts(decoder: SpikingDecoder, windows: np.ndarray) -> np.ndarray:
+    """Output spike counts, from the logits (RATE_GAIN × count / n_steps)."""
+    n_steps = decoder.encoding.n_steps(decoder.info.eeg.n_samples, decoder.info.eeg.sfreq)
+    counts = decoder.logits(windows) * n_steps / RATE_GAIN
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-4)
+    return np.round(counts)
+
+
 @pytest.fixture(scope="module")
 def fitted():
     windows, labels = _data()
@@ -52,6 +61,9 @@ def test_band_log_power_is_the_band_envelope_in_log10_uv2():
     window = np.zeros((1, len(t), 2))
     window[0, :, 0] = 3.0 * np.cos(2 * np.pi * 10.0 * t)  # mu, 9 µV² of band power
     window[0, :, 1] = 2.0 * np.cos(2 * np.pi * 25.0 * t)  # high beta, 4 µV²
+    single = window[..., :1] + 5.0  # one channel with an offset, which the encoding removes
+    band_log_power(single, SFREQ, settings)
+    np.testing.assert_array_equal(single, window[..., :1] + 5.0)  # and leaves the input alone
     log_power = band_log_power(window, SFREQ, settings)
     assert log_power.shape == (1, 25, 2 * 3)  # channel-major: (ch0: mu, lo-β, hi-β), (ch1: …)
     middle = log_power[0, 8:17]  # the edges ring (an ideal band-pass of a cut sinusoid)
@@ -100,9 +112,9 @@ def test_learns_lateralized_power(fitted):
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     accuracy = np.mean(np.array(INFO.classes)[proba.argmax(axis=1)] == labels)
     assert accuracy > 0.85
-    # logits are the output neurons' spike counts over the window's time steps
-    logits = fitted.logits(test)
-    assert np.all(logits == np.round(logits)) and 0 <= logits.min() and logits.max() <= 25
+    # logits are the output neurons' firing rates over the window's 25 steps, × RATE_GAIN
+    counts = _counts(fitted, test)
+    assert 0 <= counts.min() and counts.max() <= 25
 
 
 def test_nir_export_reads_back_spike_for_spike(fitted, tmp_path):
@@ -126,7 +138,7 @@ def test_nir_export_reads_back_spike_for_spike(fitted, tmp_path):
     with torch.no_grad():
         trained = fitted.network.spike_trains(torch.from_numpy(spikes.transpose(1, 0, 2).copy()))
     np.testing.assert_array_equal(output, trained.numpy().transpose(1, 0, 2))
-    np.testing.assert_array_equal(output.sum(axis=0), fitted.logits(test))
+    np.testing.assert_array_equal(output.sum(axis=0), _counts(fitted, test))
     # the state is reset for each call: a second run (same batch shape) gives the same spikes
     np.testing.assert_array_equal(simulator(spikes), output)
     np.testing.assert_array_equal(simulator(spikes[:, :1])[:, 0], output[:, 0])
@@ -172,16 +184,13 @@ def test_population_pretraining_then_head_and_full_fine_tuning():
     decoder.fit(windows, labels, INFO, groups=np.arange(160), subjects=subjects)
     body = decoder.network.fc1.weight.detach().clone()
     head = decoder.network.head.weight.detach().clone()
+    mean = decoder.encoder.mean.copy()
     calibration, calibration_labels = _data(40, seed=6)
-    calibration *= 0.2  # a new, quieter subject
+    calibration *= 0.2  # a new, quieter subject: alignment takes its level out
     decoder.fine_tune(calibration, calibration_labels, "head")
     assert torch.equal(decoder.network.fc1.weight, body)
     assert not torch.equal(decoder.network.head.weight, head)
-    # the encoder's z-score is re-centered on the new subject's calibration
-    calibration_power = band_log_power(decoder._align(calibration), SFREQ, decoder.encoding).mean(
-        axis=(0, 1)
-    )
-    np.testing.assert_allclose(decoder.encoder.mean, calibration_power)
+    np.testing.assert_array_equal(decoder.encoder.mean, mean)  # the population's z-score stays
     decoder.fine_tune(calibration, calibration_labels, "full")
     assert not torch.equal(decoder.network.fc1.weight, body)
     test, test_labels = _data(60, seed=7)
@@ -202,3 +211,24 @@ def test_refuses_bad_settings_and_forgets_its_neurons():
     for _ in range(3):
         SpikingNetwork(12, 2).step_module()
     assert len(snn.SpikingNeuron.instances) == before
+
+
+@pytest.mark.parametrize(("n_channels", "sfreq", "window_s"), [(64, 500.0, 1.0), (3, 1000.0, 1.5)])
+def test_three_classes_at_other_montages_and_rates(tmp_path, n_channels, sfreq, window_s):
+    info = DecoderInfo(
+        ("a", "b", "c"), eeg=InputSpec(tuple(f"E{i}" for i in range(n_channels)), sfreq, window_s)
+    )
+    rng = np.random.default_rng(0)
+    windows = rng.standard_normal((30, info.eeg.n_samples, n_channels)) * 10
+    decoder = SpikingDecoder(epochs=2, device="cpu").fit(
+        windows, np.array(["a", "b", "c"] * 10), info
+    )
+    n_steps = info.eeg.n_samples // round(0.04 * sfreq)  # whole 40 ms bins: 25 and 37
+    spikes = decoder.encode(windows[:4])
+    assert spikes.shape == (n_steps, 4, 2 * 3 * n_channels)
+    assert decoder.predict_proba(windows[:1]).shape == (1, 3)
+    graph = nir.read(decoder.export_nir(tmp_path / "snn.nir"))
+    assert graph.nodes["head"].weight.shape == (3, 64)
+    np.testing.assert_array_equal(
+        NirNetwork(graph)(spikes).sum(axis=0), _counts(decoder, windows[:4])
+    )
