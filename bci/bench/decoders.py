@@ -111,7 +111,8 @@ def evaluate_subject(protocol: Protocol, seed: int, models: dict[str, Path]) -> 
     """Accuracy of every variant on one held-out subject: {variant: {accuracy, fit_s}}."""
     n_cal = 2 * CALIBRATION_TRIALS_PER_CLASS
     data = simulate_calibration(protocol, seed, n_cal + TEST_TRIALS, order_seed=1000 + seed)
-    calibration, test = data.trials(np.arange(n_cal)), data.trials(np.arange(n_cal, 2 * n_cal))
+    calibration = data.trials(np.arange(n_cal))
+    test = data.trials(np.arange(n_cal, n_cal + TEST_TRIALS))
     results = {}
     for name, (kind, transfer) in VARIANTS.items():
         variant = _variant_protocol(protocol, kind, models.get(kind) if transfer else None)

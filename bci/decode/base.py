@@ -238,6 +238,7 @@ class Decoder(ABC):
         targets = labels_to_targets(labels, info.classes)
         self.info = info
         self.temperature = 1.0
+        self.alignment = None  # a population fit has no one subject's reference
         aligned = self._align(windows, subjects, store=subjects is None)
         self._fit(aligned, targets, info, groups)
         return self

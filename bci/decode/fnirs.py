@@ -43,7 +43,7 @@ class FnirsDecoder(Decoder):
         return {**super().config(), "baseline_s": self.baseline_s}
 
     def _projection(self, n_samples: int, sfreq: float) -> np.ndarray:
-        """Rows giving the baseline-corrected mean and the slope (µM/s) as dot products with
+        """Rows giving the baseline-corrected mean and the slope (mol/L/s) as dot products with
         the samples; row 2 is the baseline (averaging) row."""
         baseline = np.zeros(n_samples)
         if self.baseline_s > 0:
@@ -59,13 +59,13 @@ class FnirsDecoder(Decoder):
 
         Parameters
         ----------
-        windows : array, shape (n_windows, n_samples, n_channels), µM
+        windows : array, shape (n_windows, n_samples, n_channels), mol/L (the Beer–Lambert stage)
             HbO/HbR concentration changes.
 
         Returns
         -------
         features : array, shape (n_windows, 3 * n_channels)
-            Mean, slope (µM/s) and peak (the signed extreme, baseline-corrected) of each channel,
+            Mean, slope (mol/L/s) and peak (the signed extreme, baseline-corrected) of each channel,
             feature-major (all means, then all slopes, then all peaks).
         """
         self._check_fitted("features()")

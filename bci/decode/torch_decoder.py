@@ -134,6 +134,12 @@ class TorchDecoder(Decoder):
     def config(self) -> dict[str, Any]:
         return {**super().config(), **{name: getattr(self, name) for name in _SETTINGS}}
 
+    @classmethod
+    def from_state(cls, meta, arrays):
+        # a model trained on a GPU runs wherever it is loaded: the device is the host's choice
+        meta = {**meta, "config": {**meta["config"], "device": "auto"}}
+        return super().from_state(meta, arrays)
+
     # overridable hooks ---------------------------------------------------------------------
     def _build_network(self) -> nn.Module:
         """A freshly initialized network for ``self.info``; it must have a ``head`` layer."""

@@ -39,16 +39,16 @@ class FitReport:
 def holdout_mask(labels: np.ndarray, groups: np.ndarray, fraction: float,
                  seed: int = 0) -> np.ndarray:  # fmt: skip
     """Rows of the held-out trials: ``fraction`` of each class's trials (at least one, and at
-    least two left for training), chosen at random."""
+    least two left for training), chosen at random. None at all when a class has fewer than
+    three trials: a temperature fitted on one class would be meaningless."""
     held = np.zeros(len(labels), dtype=bool)
-    if fraction <= 0:
+    trials = {label: np.unique(groups[labels == label]) for label in np.unique(labels)}
+    if fraction <= 0 or min(len(t) for t in trials.values()) < 3:
         return held
     rng = np.random.default_rng(seed)
-    for label in np.unique(labels):
-        trials = np.unique(groups[labels == label])
-        n = min(max(round(fraction * len(trials)), 1), len(trials) - 2)
-        if n > 0:
-            held |= np.isin(groups, rng.choice(trials, n, replace=False))
+    for label_trials in trials.values():
+        n = min(max(round(fraction * len(label_trials)), 1), len(label_trials) - 2)
+        held |= np.isin(groups, rng.choice(label_trials, n, replace=False))
     return held
 
 
@@ -65,18 +65,33 @@ def session_info(protocol: Protocol, eeg_sfreq: float, nirs_ch_names=(),
 
 
 def new_decoder(protocol: Protocol) -> Decoder:
-    """The protocol's pretrained model, or an unfitted decoder of its kind."""
+    """The protocol's pretrained model (with its own alignment: ``bci check`` refuses another),
+    or an unfitted decoder of its kind."""
     dec = protocol.decoder
     if dec.model is not None:
-        decoder = load_decoder(dec.model)
-        if dec.alignment is not None:
-            decoder.alignment_kind = dec.alignment
-        return decoder
+        return load_decoder(dec.model)
     return DECODERS[dec.kind](alignment=dec.alignment or "none")
 
 
+def input_indices(decoder: Decoder, info: DecoderInfo) -> dict[str, np.ndarray]:
+    """Column of each of a fitted decoder's channels in the session's inputs, per input
+    (ValueError naming what is missing, or a rate that differs)."""
+    indices = {}
+    for name in decoder.info.inputs:
+        spec = getattr(info, name)
+        if spec is None:
+            raise ValueError(f"the model reads {name}, but the session has no {name} stream.")
+        indices[name] = decoder.check_compatible(spec.ch_names, spec.sfreq, name)
+    return indices
+
+
+def map_inputs(windows: dict[str, np.ndarray], indices: dict[str, np.ndarray]) -> dict:
+    """The windows of each input with the decoder's channels in the decoder's order."""
+    return {name: windows[name][..., index] for name, index in indices.items()}
+
+
 def fit_decoder(protocol: Protocol, windows: dict[str, np.ndarray], labels: np.ndarray,
-                groups: np.ndarray, info: DecoderInfo) -> tuple[Decoder, FitReport]:  # fmt: skip
+                groups: np.ndarray, session: DecoderInfo) -> tuple[Decoder, FitReport]:  # fmt: skip
     """Fit (or fine-tune) on the calibration windows, then calibrate on held-out trials.
 
     Parameters
@@ -85,22 +100,23 @@ def fit_decoder(protocol: Protocol, windows: dict[str, np.ndarray], labels: np.n
         Calibration windows of every input (``"eeg"``, and ``"nirs"`` when there is one).
     labels, groups : array, shape (n_windows,)
         Class and trial of each window.
-    info : DecoderInfo
-        The session's inputs (:func:`session_info`).
+    session : DecoderInfo
+        The session's inputs, channels in stream order (:func:`session_info`). A pretrained
+        model reads its own channels out of them by name.
     """
     start = time.perf_counter()
     dec = protocol.decoder
     decoder = new_decoder(protocol)
-    batch = select_inputs(info, windows)
+    info = session
     held = holdout_mask(labels, groups, dec.holdout, protocol.session.seed)
     train = ~held
     if dec.model is not None:
-        for name in info.inputs:
-            spec = getattr(info, name)
-            decoder.check_compatible(spec.ch_names, spec.sfreq, name)
+        info = decoder.info
+        batch = select_inputs(info, map_inputs(windows, input_indices(decoder, session)))
         decoder.fine_tune(take_rows(batch, train), labels[train], dec.fine_tune, groups[train])
         strategy = dec.fine_tune
     else:
+        batch = select_inputs(info, windows)
         decoder.fit(take_rows(batch, train), labels[train], info, groups[train])
         decoder.preprocessing = protocol.preprocessing.model_dump(mode="json")
         strategy = "fit"

@@ -19,7 +19,13 @@ from bci.acquire import Inlet, RingBuffer
 from bci.control import ProportionalController, ProportionalSettings
 from bci.decode import Decoder
 from bci.engine.calibration import calibration_windows, windows_ending_at
-from bci.engine.fitting import FitReport, fit_decoder, new_decoder, session_info
+from bci.engine.fitting import (
+    FitReport,
+    fit_decoder,
+    input_indices,
+    new_decoder,
+    session_info,
+)
 from bci.engine.outlets import SessionOutlets
 from bci.engine.preprocess import eeg_pipeline, fnirs_pipeline
 from bci.engine.timeline import PlannedBlock
@@ -86,8 +92,13 @@ class Engine:
             self.nirs_processed = RingBuffer(
                 int(horizon * nirs.sfreq), len(self.nirs_pipeline.ch_names_out)
             )
+        self.session_info = session_info(
+            protocol, eeg.sfreq, self.nirs_pipeline.ch_names_out if nirs else (),
+            nirs.sfreq if nirs else 0.0,
+        )  # fmt: skip
+        """The inputs this session offers a decoder, channels in stream order."""
         if protocol.decoder.model is not None:  # refused now, not after the calibration block
-            new_decoder(protocol).check_compatible(self.pipeline.ch_names_out, eeg.sfreq)
+            input_indices(new_decoder(protocol), self.session_info)
         self.decoder: Decoder | None = None
         self._fitting: threading.Thread | None = None
         self._fit_result: tuple[Decoder, FitReport] | BaseException | None = None
@@ -119,6 +130,8 @@ class Engine:
         self._samples_since_gap = 0
         self._n_nirs = 0
         """fNIRS window of the decoder, samples (0: it reads none)."""
+        self._nirs_index = np.arange(0)
+        """Column of each of the decoder's fNIRS channels in the stream."""
 
     # events --------------------------------------------------------------------------------
     def _event(self, kind: str, time: float, **detail) -> None:
@@ -171,7 +184,7 @@ class Engine:
         window, _ = self.processed.latest(self.n_window)
         if self._n_nirs:
             nirs, _ = self.nirs_processed.latest(self._n_nirs)
-            batch = {"eeg": window[None], "nirs": nirs[None]}
+            batch = {"eeg": window[None], "nirs": nirs[None, :, self._nirs_index]}
             if self.decoder.inputs == ("nirs",):
                 batch = batch["nirs"]
         else:
@@ -278,10 +291,7 @@ class Engine:
             self.processed, cues, self.eeg.sfreq, dec, pre
         )
         windows = {"eeg": eeg}
-        nirs_names, nirs_sfreq = (), 0.0
-        if self.nirs is not None:
-            nirs_names, nirs_sfreq = self.nirs_pipeline.ch_names_out, self.nirs.sfreq
-        info = session_info(self.protocol, self.eeg.sfreq, nirs_names, nirs_sfreq)
+        info = self.session_info
         if info.nirs is not None:
             windows["nirs"] = windows_ending_at(self.nirs_processed, ends, info.nirs.n_samples)
 
@@ -305,7 +315,9 @@ class Engine:
             raise result
         self.decoder, report = result
         self.record.fit = report
-        self._n_nirs = self.decoder.info.nirs.n_samples if self.decoder.info.nirs else 0
+        if self.decoder.info.nirs is not None:  # the model's fNIRS channels, by name
+            self._n_nirs = self.decoder.info.nirs.n_samples
+            self._nirs_index = input_indices(self.decoder, self.session_info)["nirs"]
         self._event("fit", pylsl.local_clock(), decoder=report.kind,
                     **{k: v for k, v in report.to_json().items() if k != "kind"})  # fmt: skip
         return True
@@ -329,8 +341,8 @@ class Engine:
         """Run the blocks in order; returns the record. Output is at zero when it returns."""
         stop = stop or threading.Event()
         # one BLAS thread: multi-threaded numpy on a small window costs more in wake-ups than it
-        # saves (p99 8-17 ms instead of < 1 ms on 2 shared cores); the fit's thread inherits it
-        blas = threadpool_limits(limits=1)
+        # saves (p99 8-17 ms instead of < 1 ms on 2 shared cores). Set process-wide (OpenBLAS);
+        # torch's own threads are the decoder's business (TorchDecoder threads/train_threads)
         start = pylsl.local_clock()
         self.record.start_time = start
         deadline = start + max_duration_s if max_duration_s else np.inf
@@ -338,6 +350,7 @@ class Engine:
         self._start_block(queue.pop(0), start)
         self._write(0.0, self.eeg.newest_time)
         next_nirs = start
+        blas = threadpool_limits(limits=1)
         try:
             while not stop.is_set():
                 data, times = self.eeg.pull(_PULL_TIMEOUT_S)

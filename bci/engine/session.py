@@ -162,8 +162,7 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
         finally:
             done.set()
             if engine.decoder is not None:  # the fitted model, for replay and later sessions
-                engine.decoder.save(out_dir / "model.npz")
-                write_fit_report(out_dir / "training_report.png", engine.decoder, engine.record.fit)
+                _keep_model(engine, out_dir)
         stack.close()  # stop the recorder and the subject before reading the file
         recording = _recording_info(recorder) if recorder else None
         summary = build_summary(
@@ -172,6 +171,16 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     plot_summary(summary, record, protocol, out_dir / "summary.png")
     return summary, record
+
+
+def _keep_model(engine: Engine, out_dir: Path) -> None:
+    """Save the session's fitted decoder and its training report; a failure here is reported
+    and never hides the session's own outcome."""
+    try:
+        engine.decoder.save(out_dir / "model.npz")
+        write_fit_report(out_dir / "training_report.png", engine.decoder, engine.record.fit)
+    except Exception as err:  # the session's own result matters more
+        print(f"warning: could not save the session's model or report: {err}", file=sys.stderr)
 
 
 def _recording_info(recorder: Recorder) -> dict:

@@ -159,7 +159,13 @@ def model_problems(protocol: Protocol) -> list[str]:
             f"decoder.classes: got {list(decoder.classes)}; the model was trained on "
             f"{header['info']['classes']}"
         )
-    trained = header.get("preprocessing", {})
+    if decoder.alignment is not None and decoder.alignment != header.get("alignment"):
+        problems.append(
+            f"decoder.alignment: got {decoder.alignment!r}; the model was pretrained with "
+            f"{header.get('alignment')!r}: set it to match or leave it out"
+        )
+    eeg, nirs = header["info"].get("eeg"), header["info"].get("nirs")
+    trained = header.get("preprocessing", {}) if eeg else {}  # EEG preprocessing
     ours = protocol.preprocessing.model_dump(mode="json")
     for name in _MODEL_PREPROCESSING:
         if name in trained and trained[name] != ours[name]:
@@ -167,7 +173,11 @@ def model_problems(protocol: Protocol) -> list[str]:
                 f"preprocessing.{name}: got {ours[name]!r}; the model was trained with "
                 f"{trained[name]!r}: set it to match or train a model for these settings"
             )
-    eeg = header["info"].get("eeg")
+    if nirs and nirs["window_s"] != decoder.nirs_window_s:
+        problems.append(
+            f"decoder.nirs_window_s: got {decoder.nirs_window_s}; the model reads "
+            f"{nirs['window_s']} s fNIRS windows"
+        )
     if eeg and protocol.source.kind == "virtual" and eeg["sfreq"] != protocol.source.eeg_srate:
         problems.append(
             f"source.eeg_srate: got {protocol.source.eeg_srate:g}; the model was trained at "

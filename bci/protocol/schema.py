@@ -111,7 +111,7 @@ class DecoderSection(_Strict):
     nirs_window_s: Annotated[float, Field(gt=0, le=30)] = 5.0
     """fNIRS window (``fnirs``, ``hybrid``): the HbO/HbR seconds up to each decision, s."""
     cv_folds: Annotated[int, Field(ge=2, le=10)] = 5
-    """Cross-validation folds reported for classical decoders trained on calibration alone."""
+    """Cross-validation folds ``bci train fit`` reports (sessions report held-out accuracy)."""
 
     @field_validator("model", mode="before")
     @classmethod

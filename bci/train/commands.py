@@ -31,10 +31,13 @@ from bci.decode import (
     load_decoder,
     select_inputs,
 )
+from bci.decode.base import take_rows
+from bci.decode.report import plot_training_report
+from bci.engine.fitting import holdout_mask
 from bci.protocol.schema import DecoderSection, PreprocessingSection
 from bci.train.epochs import Epoching, TrialWindows, bar_disabled, trial_windows
 from bci.train.files import Recording, TrainingInputError, read_recording
-from bci.train.scoring import holdout_windows, score_trials
+from bci.train.scoring import score_trials
 from bci.train.settings import FNIRS_EPOCH_S, classes_of, resolve_picks, sections, with_fields
 
 MIN_TRIALS_PER_CLASS = 5
@@ -202,12 +205,6 @@ def prepare(request: TrainRequest, model: Decoder | None = None) -> Prepared:
     return Prepared(kind, info, data, pre, dec, epoch, recordings, make, train)
 
 
-def _rows(batch, rows: np.ndarray):
-    if isinstance(batch, dict):
-        return {name: value[rows] for name, value in batch.items()}
-    return batch[rows]
-
-
 def check_trials(data: TrialWindows, classes: tuple[str, ...], minimum: int, purpose: str) -> None:
     """Every class needs ``minimum`` trials (TrainingInputError naming the short ones)."""
     counts = data.trials_per_class()
@@ -230,8 +227,8 @@ def cross_validated_proba(prep: Prepared, folds: int, progress: bool = True) -> 
         splits, desc="cross-validating", unit="fold", disable=bar_disabled(progress)
     ):
         decoder = prep.make()
-        prep.train(decoder, _rows(batch, train), labels[train], groups[train])
-        proba[test] = decoder.predict_proba(_rows(batch, test))
+        prep.train(decoder, take_rows(batch, train), labels[train], groups[train])
+        proba[test] = decoder.predict_proba(take_rows(batch, test))
     return proba
 
 
@@ -262,10 +259,10 @@ def fit_files(request: TrainRequest, model_path: Path) -> dict:
     fraction = dec.holdout if request.holdout is None else request.holdout
     if not 0 <= fraction <= 0.5:
         raise TrainingInputError(f"--holdout: got {fraction:g}; give a share from 0 to 0.5.")
-    held = holdout_windows(data, fraction)
+    held = holdout_mask(data.labels, data.groups, fraction)
     n_held = len(np.unique(data.groups[held]))
     decoder, batch = prep.make(), prep.batch
-    prep.train(decoder, _rows(batch, ~held), data.labels[~held], data.groups[~held])
+    prep.train(decoder, take_rows(batch, ~held), data.labels[~held], data.groups[~held])
     steps = [*decoder.provenance.steps]
     steps.append({
         "step": "fine_tune" if pretrained is not None else "fit",
@@ -283,7 +280,7 @@ def fit_files(request: TrainRequest, model_path: Path) -> dict:
         steps[-1] |= {"pretrained": request.pretrained.name, "strategy": strategy}
     holdout_accuracy = reliability = None
     if n_held:
-        windows, labels = _rows(batch, held), data.labels[held]
+        windows, labels = take_rows(batch, held), data.labels[held]
         targets = np.array([prep.info.classes.index(label) for label in labels])
         before = decoder.predict_proba(windows)
         scored = TrialWindows({}, labels, data.groups[held], {}, {}, 0)
@@ -314,13 +311,13 @@ def fit_files(request: TrainRequest, model_path: Path) -> dict:
         "inputs": inputs, "n_trials": data.n_trials, "n_trials_per_class": data.trials_per_class(),
         "n_trials_dropped": data.n_dropped, "n_holdout_trials": n_held, "cv_folds": folds,
         "cv_accuracy": cv_accuracy, "holdout_accuracy": holdout_accuracy,
-        "temperature": decoder.temperature, "report": None if report is None else str(report),
+        "temperature": decoder.temperature, "report": str(report),
         "seconds": time.perf_counter() - start,
     }  # fmt: skip
 
 
 def write_report(decoder: Decoder, path: Path, title: str, reliability=None,
-                 accuracy: dict[str, float | None] | None = None) -> Path | None:  # fmt: skip
+                 accuracy: dict[str, float | None] | None = None) -> Path:  # fmt: skip
     """The training report PNG (``bci.decode.report``): learning curves where the decoder keeps
     them (``history``), reliability before and after temperature scaling, trial accuracies.
 
@@ -329,10 +326,6 @@ def write_report(decoder: Decoder, path: Path, title: str, reliability=None,
     reliability : ((proba, targets), (proba, targets)) or None
         Held-out window probabilities and class indices before and after calibration.
     """
-    try:
-        from bci.decode.report import plot_training_report
-    except ImportError:  # the report module ships separately; the model is what matters
-        return None
     history = getattr(decoder, "history", None) or []
     keys = dict.fromkeys(key for row in history for key in row if key.endswith("loss"))
     curves = {key: [row.get(key, np.nan) for row in history] for key in keys}
@@ -349,6 +342,12 @@ def evaluate_files(request: TrainRequest, json_path: Path, model_path: Path | No
     ``request.cv_folds``-fold cross-validation within them; written to ``json_path``."""
     if model_path is not None:
         model = _load_model(Path(model_path), "--model")
+        if model.alignment_kind != "none" and model.alignment is None:
+            raise TrainingInputError(
+                f"--model: {Path(model_path).name} is a population model (each subject aligned "
+                "to itself, none stored); fine-tune it on a subject first (bci train fit "
+                "--pretrained) and evaluate that."
+            )
         prep = prepare(request, model)
         proba = model.predict_proba(prep.batch)
         how = {"mode": "model", "model": str(model_path), "decoder": model.kind}

@@ -92,6 +92,7 @@ def pretrain(protocol: Protocol, kind: str, seeds=POPULATION_SEEDS,
     seeds = list(seeds)
     if subjects is None:
         subjects = simulate_population(protocol, seeds, n_trials, progress)
+    seeds = [subject.seed for subject in subjects]  # what it is trained on, for provenance
     windows, labels, groups, subject_of = pool(subjects)
     first = subjects[0]
     info = session_info(protocol, first.eeg_sfreq, first.nirs_ch_names, first.nirs_sfreq)

@@ -17,21 +17,6 @@ def trial_proba(proba: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.n
     return trials, sums / np.bincount(index)[:, None]
 
 
-def holdout_windows(data: TrialWindows, fraction: float, seed: int = 0) -> np.ndarray:
-    """Windows of the held-out trials: ``fraction`` of each class's trials (at least one, and
-    at least two left to train on), drawn at random."""
-    held = np.zeros(len(data.labels), dtype=bool)
-    if fraction <= 0:
-        return held
-    rng = np.random.default_rng(seed)
-    for label in np.unique(data.labels):
-        trials = np.unique(data.groups[data.labels == label])
-        n = min(max(round(fraction * len(trials)), 1), len(trials) - 2)
-        if n > 0:
-            held |= np.isin(data.groups, rng.choice(trials, n, replace=False))
-    return held
-
-
 def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of a binomial proportion (Wilson 1927)."""
     if n == 0:

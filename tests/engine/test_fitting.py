@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from bci.decode import DECODERS, load_decoder, select_inputs
-from bci.engine.fitting import fit_decoder, holdout_mask, session_info
+from bci.engine.fitting import fit_decoder, holdout_mask, input_indices, session_info
 from bci.protocol import ProtocolError, load_protocol
 from bci.train.population import simulate_calibration
 from bci.train.pretrain import pretrain
@@ -99,3 +99,30 @@ def test_a_pretrained_model_is_fine_tuned_and_a_mismatched_one_refused(protocol,
     assert any(line.startswith("preprocessing.bandpass_hz") for line in err.value.lines)
     with pytest.raises(ProtocolError, match="does not exist"):
         load_protocol("demo", ["decoder.model=missing.npz"])
+
+
+def test_no_holdout_when_a_class_has_too_few_trials():
+    labels = np.array(["left"] * 10 + ["right"] * 2)
+    groups = np.arange(12)
+    assert not holdout_mask(labels, groups, 0.25).any()
+
+
+def test_a_pretrained_fnirs_model_reads_its_channels_by_name(protocol, subject, tmp_path):
+    variant = _with(protocol, kind="fnirs")
+    info = session_info(variant, subject.eeg_sfreq, subject.nirs_ch_names, subject.nirs_sfreq)
+    model, _ = fit_decoder(variant, subject.windows, subject.labels, subject.groups, info)
+    path = model.save(tmp_path / "fnirs.npz")
+    # the same montage streamed in reverse channel order
+    order = np.arange(len(subject.nirs_ch_names))[::-1]
+    shuffled = {**subject.windows, "nirs": subject.windows["nirs"][..., order]}
+    names = tuple(np.array(subject.nirs_ch_names)[order])
+    session = session_info(variant, subject.eeg_sfreq, names, subject.nirs_sfreq)
+    assert input_indices(model, session)["nirs"].tolist() == order.tolist()
+    tuned, report = fit_decoder(
+        _with(variant, model=str(path)), shuffled, subject.labels, subject.groups, session
+    )
+    assert report.pretrained == "fnirs.npz" and tuned.info.nirs.ch_names == subject.nirs_ch_names
+    with pytest.raises(ValueError, match="lacks channels"):
+        input_indices(model, session_info(variant, 500.0, names[:-1], subject.nirs_sfreq))
+    with pytest.raises(ProtocolError, match=r"decoder\.alignment: got 'riemann'"):
+        load_protocol("demo", ["decoder.alignment=riemann"])

@@ -10,6 +10,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 from bci.acquire import RingBuffer
 from bci.engine.calibration import calibration_windows
+from bci.engine.fitting import holdout_mask
 from bci.engine.preprocess import eeg_pipeline, fnirs_pipeline
 from bci.protocol.schema import DecoderSection, PreprocessingSection
 from bci.train.epochs import (
@@ -20,7 +21,7 @@ from bci.train.epochs import (
     trial_windows,
 )
 from bci.train.files import TrainingInputError, file_format, read_recording
-from bci.train.scoring import holdout_windows, score_trials, trial_proba, wilson_interval
+from bci.train.scoring import score_trials, trial_proba, wilson_interval
 from bci.train.settings import parse_events, resolve_picks
 from tests.conftest import wait_for
 from tests.train.recordings import (
@@ -287,11 +288,11 @@ def test_holdout_takes_whole_trials_of_every_class_and_scores_are_per_trial():
     groups = np.repeat(np.arange(10), 3)  # 10 trials of 3 windows
     labels = np.repeat(["left"] * 7 + ["right"] * 3, 3)
     data = TrialWindows({}, labels, groups, {}, {}, 0)
-    held = holdout_windows(data, 0.25)
+    held = holdout_mask(data.labels, data.groups, 0.25)
     held_trials = np.unique(groups[held])
     assert all(held[groups == trial].all() for trial in held_trials)  # trials stay whole
     assert sorted(labels[held][::3]) == ["left", "left", "right"]  # round(0.25·7), ≥ 1 of 3
-    assert not holdout_windows(data, 0.0).any()
+    assert not holdout_mask(data.labels, data.groups, 0.0).any()
 
     proba = np.tile([[0.8, 0.2]], (30, 1))  # always "left"
     score = score_trials(proba, data, ("left", "right"))
