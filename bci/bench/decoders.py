@@ -263,7 +263,7 @@ def plot_decoder_bench(result: dict, path: Path) -> Path:
     ax_inf.axhline(1.0, color="r", ls="--", lw=1, label="1 ms target (EEGNet)")
     ax_inf.set_xticks(x, timed)
     ax_inf.set_ylabel("ms per window")
-    ax_inf.set_title("single-window inference, 64 ch × 500 Hz × 1 s, 1 thread")
+    ax_inf.set_title("one window (64 ch · 500 Hz · 1 s), one thread")
     ax_inf.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)

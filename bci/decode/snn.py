@@ -43,7 +43,7 @@ from snntorch.export_nir import export_to_nir
 from snntorch.import_nir import import_from_nir
 from torch import nn
 
-from bci.decode.snn_encoding import SpikeEncoder, SpikeEncoding
+from bci.decode.snn_encoding import SpikeEncoder, SpikeEncoding, csp_filters
 from bci.decode.torch_decoder import TorchDecoder
 
 SUPPORTED_NIR_NODES = ("Input", "Affine", "LIF", "Output")
@@ -263,6 +263,10 @@ class SpikingDecoder(TorchDecoder):
         Slope of the fast-sigmoid surrogate gradient.
     bands_hz, bin_s, threshold
         The spike encoding; see :class:`~bci.decode.snn_encoding.SpikeEncoding`.
+    spatial_filters : int
+        Common-spatial-pattern filters (two classes only) whose band power is encoded besides
+        each channel's, computed on the training windows and kept through fine-tuning: the
+        host's share of the spatial filtering that EEGNet learns (0: channels only).
     **kwargs
         Training and inference; see :class:`~bci.decode.torch_decoder.TorchDecoder`
         (``dropout`` must stay None: the network has none; ``internal_rate`` is not used, the
@@ -274,7 +278,8 @@ class SpikingDecoder(TorchDecoder):
     def __init__(self, alignment: str = "none", *, n_hidden: int = 64, beta_hidden: float = 0.875,
                  beta_output: float = 0.875, surrogate_slope: float = 5.0,
                  bands_hz=SpikeEncoding.bands_hz, bin_s: float = SpikeEncoding.bin_s,
-                 threshold: float = SpikeEncoding.threshold, **kwargs) -> None:  # fmt: skip
+                 threshold: float = SpikeEncoding.threshold, spatial_filters: int = 4,
+                 **kwargs) -> None:  # fmt: skip
         super().__init__(alignment, **kwargs)
         if self.dropout is not None:
             raise ValueError(f"the spiking network has no dropout; got dropout={self.dropout!r}.")
@@ -287,6 +292,11 @@ class SpikingDecoder(TorchDecoder):
             raise ValueError(f"surrogate_slope must be positive, got {surrogate_slope!r}.")
         self.n_hidden, self.surrogate_slope = int(n_hidden), float(surrogate_slope)
         self.beta_hidden, self.beta_output = float(beta_hidden), float(beta_output)
+        if int(spatial_filters) != spatial_filters or spatial_filters < 0 or spatial_filters % 2:
+            raise ValueError(
+                f"spatial_filters must be an even count >= 0, got {spatial_filters!r}."
+            )
+        self.spatial_filters = int(spatial_filters)
         self.encoding = SpikeEncoding(bands_hz, bin_s, threshold)
         self.encoder: SpikeEncoder | None = None
         """The fitted encoder (its z-score statistics are part of the model file)."""
@@ -301,13 +311,14 @@ class SpikingDecoder(TorchDecoder):
             "bands_hz": [list(band) for band in self.encoding.bands_hz],
             "bin_s": self.encoding.bin_s,
             "threshold": self.encoding.threshold,
+            "spatial_filters": self.spatial_filters,
         }
 
     # TorchDecoder hooks --------------------------------------------------------------------
     def _build_network(self) -> SpikingNetwork:
         n_channels = len(self.info.eeg.ch_names)
         return SpikingNetwork(
-            self._new_encoder().n_inputs(n_channels), len(self.info.classes), self.n_hidden,
+            self.encoder.n_inputs(n_channels), len(self.info.classes), self.n_hidden,
             self.beta_hidden, self.beta_output, self.surrogate_slope,
         )  # fmt: skip
 
@@ -323,12 +334,10 @@ class SpikingDecoder(TorchDecoder):
             RATE_GAIN / self.encoding.n_steps(self.info.eeg.n_samples, self.info.eeg.sfreq)
         )
 
-    def _new_encoder(self) -> SpikeEncoder:
-        return SpikeEncoder(self.encoding, self.info.eeg.sfreq)
-
     def _fit(self, windows, targets, info, groups):
         self._check_windows(windows)
-        self.encoder = self._new_encoder().fit(windows)
+        spatial = csp_filters(windows, targets, self.spatial_filters)
+        self.encoder = SpikeEncoder(self.encoding, info.eeg.sfreq, spatial=spatial).fit(windows)
         super()._fit(windows, targets, info, groups)
 
     def _arrays(self):
@@ -336,12 +345,14 @@ class SpikingDecoder(TorchDecoder):
             **super()._arrays(),
             "encoder/mean": self.encoder.mean,
             "encoder/scale": self.encoder.scale,
+            **({} if self.encoder.spatial is None else {"encoder/spatial": self.encoder.spatial}),
         }
 
     def _restore(self, arrays):
         self.encoder = SpikeEncoder(
-            self.encoding, self.info.eeg.sfreq, arrays["encoder/mean"], arrays["encoder/scale"]
-        )
+            self.encoding, self.info.eeg.sfreq, arrays["encoder/mean"], arrays["encoder/scale"],
+            arrays.get("encoder/spatial"),
+        )  # fmt: skip
         super()._restore(arrays)
 
     # spikes and NIR ------------------------------------------------------------------------

@@ -47,6 +47,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 from scipy import fft as sp_fft
 
 _POWER_FLOOR = 1e-12
@@ -184,18 +185,23 @@ class SpikeEncoder:
     settings : SpikeEncoding
     sfreq : float
         Sampling rate of the windows, Hz.
-    mean, scale : array, shape (n_channels · n_bands,), optional
+    mean, scale : array, shape (n_features · n_bands,), optional
         Per-feature mean (log10 µV²) and standard deviation (decades); set by :meth:`fit`.
+    spatial : array, shape (n_channels, n_filters), optional
+        Spatial filters whose outputs are encoded after the channels themselves (see
+        :func:`csp_filters`); None encodes the channels alone.
     """
 
     def __init__(self, settings: SpikeEncoding, sfreq: float, mean: np.ndarray | None = None,
-                 scale: np.ndarray | None = None) -> None:  # fmt: skip
+                 scale: np.ndarray | None = None,
+                 spatial: np.ndarray | None = None) -> None:  # fmt: skip
         if not (math.isfinite(sfreq) and sfreq > 0):
             raise ValueError(f"sfreq must be a positive rate in Hz, got {sfreq!r}.")
         self.settings = settings
         self.sfreq = float(sfreq)
         self.mean = mean
         self.scale = scale
+        self.spatial = spatial
 
     @property
     def fitted(self) -> bool:
@@ -203,11 +209,17 @@ class SpikeEncoder:
 
     def n_inputs(self, n_channels: int) -> int:
         """Spike inputs for windows of ``n_channels`` channels."""
-        return 2 * n_channels * len(self.settings.bands_hz)
+        n_filters = 0 if self.spatial is None else self.spatial.shape[1]
+        return 2 * (n_channels + n_filters) * len(self.settings.bands_hz)
+
+    def _with_filtered(self, windows: np.ndarray) -> np.ndarray:
+        if self.spatial is None:
+            return windows
+        return np.concatenate([windows, windows @ self.spatial], axis=2)
 
     def fit(self, windows: np.ndarray) -> SpikeEncoder:
         """Set the z-score statistics from training windows (µV); returns ``self``."""
-        log_power = band_log_power(windows, self.sfreq, self.settings)
+        log_power = band_log_power(self._with_filtered(windows), self.sfreq, self.settings)
         self.mean = log_power.mean(axis=(0, 1))
         self.scale = np.maximum(log_power.std(axis=(0, 1)), 1e-6)
         return self
@@ -225,10 +237,31 @@ class SpikeEncoder:
         """
         if not self.fitted:
             raise RuntimeError("The spike encoder has no statistics; call fit() first.")
-        log_power = band_log_power(windows, self.sfreq, self.settings)
-        if log_power.shape[2] != self.mean.shape[0]:
+        n_channels = self.mean.shape[0] // len(self.settings.bands_hz)
+        if self.spatial is not None:
+            n_channels -= self.spatial.shape[1]
+        if windows.shape[2] != n_channels:
             raise ValueError(
                 f"windows have {windows.shape[2]} channels, the encoder was fitted on "
-                f"{self.mean.shape[0] // len(self.settings.bands_hz)}."
+                f"{n_channels}."
             )
+        log_power = band_log_power(self._with_filtered(windows), self.sfreq, self.settings)
         return threshold_spikes((log_power - self.mean) / self.scale, self.settings.threshold)
+
+
+def csp_filters(windows: np.ndarray, targets: np.ndarray, n_filters: int) -> np.ndarray | None:
+    """Common spatial patterns of two classes (Ramoser et al. 2000): the ``n_filters / 2``
+    filters of largest and of smallest variance ratio, shape (n_channels, n_filters). None for
+    other than two classes or ``n_filters = 0``. Computed once on the training windows (a
+    population, when pretraining) and kept through fine-tuning, like the z-score statistics."""
+    classes = np.unique(targets)
+    if n_filters == 0 or len(classes) != 2:
+        return None
+    covs = []
+    for label in classes:
+        x = windows[targets == label]
+        cov = np.einsum("nsc,nsd->cd", x, x) / (x.shape[0] * x.shape[1])
+        covs.append(cov / np.trace(cov))
+    _, eigvecs = scipy.linalg.eigh(covs[0], covs[0] + covs[1])
+    half = n_filters // 2
+    return np.ascontiguousarray(np.concatenate([eigvecs[:, :half], eigvecs[:, -half:]], axis=1))
