@@ -18,7 +18,13 @@ from bci.decode.snn import (
     SpikingNetwork,
     check_nir_graph,
 )
-from bci.decode.snn_encoding import SpikeEncoder, SpikeEncoding, band_log_power, threshold_spikes
+from bci.decode.snn_encoding import (
+    SpikeEncoder,
+    SpikeEncoding,
+    band_log_power,
+    csp_filters,
+    threshold_spikes,
+)
 
 SFREQ = 250.0
 CHANNELS = ("FC3", "C3", "CP3", "Cz", "FC4", "C4", "CP4", "Pz")
@@ -232,3 +238,16 @@ def test_three_classes_at_other_montages_and_rates(tmp_path, n_channels, sfreq, 
     np.testing.assert_array_equal(
         NirNetwork(graph)(spikes).sum(axis=0), _counts(decoder, windows[:4])
     )
+
+
+def test_csp_filters_separate_class_variance_and_skip_other_than_two_classes():
+    rng = np.random.default_rng(3)
+    windows = rng.standard_normal((40, 100, 4))
+    targets = np.repeat([0, 1], 20)
+    windows[targets == 0, :, 1] *= 3.0  # class 0 has more power on channel 1
+    filters = csp_filters(windows, targets, 2)
+    assert filters.shape == (4, 2)
+    power = [(windows[targets == k] @ filters).var(axis=(0, 1)) for k in (0, 1)]
+    assert power[0][0] < power[1][0] and power[0][1] > power[1][1]  # each end favours a class
+    assert csp_filters(windows, np.repeat([0, 1, 2, 0], 10), 2) is None
+    assert csp_filters(windows, targets, 0) is None
