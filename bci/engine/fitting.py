@@ -107,7 +107,6 @@ def fit_decoder(protocol: Protocol, windows: dict[str, np.ndarray], labels: np.n
     start = time.perf_counter()
     dec = protocol.decoder
     decoder = new_decoder(protocol)
-    info = session
     held = holdout_mask(labels, groups, dec.holdout, protocol.session.seed)
     train = ~held
     if dec.model is not None:
@@ -116,6 +115,7 @@ def fit_decoder(protocol: Protocol, windows: dict[str, np.ndarray], labels: np.n
         decoder.fine_tune(take_rows(batch, train), labels[train], dec.fine_tune, groups[train])
         strategy = dec.fine_tune
     else:
+        info = session
         batch = select_inputs(info, windows)
         decoder.fit(take_rows(batch, train), labels[train], info, groups[train])
         decoder.preprocessing = protocol.preprocessing.model_dump(mode="json")
