@@ -9,7 +9,7 @@ from bci.protocol import load_protocol
 
 
 def test_car_leaves_non_eeg_channels_out_of_the_average():
-    protocol, _ = load_protocol("demo", ["preprocessing.picks=['C3', 'C4']",
+    protocol, _ = load_protocol("demo", ["preprocessing.picks=['C3', 'C4']", "decoder.model=",
                                          "preprocessing.notch_hz=50"])  # fmt: skip
     names = ("C3", "C4", "Cz", "AccelX", "SampleIndex")
     types = ("EEG", "EEG", "EEG", "ACC", None)
