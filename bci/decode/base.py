@@ -372,6 +372,17 @@ class Decoder(ABC):
             )
 
 
+def check_windows(windows, n_channels: int, kind: str) -> np.ndarray:
+    """``windows`` as a float array of shape (n_windows, n_samples, n_channels), or ValueError."""
+    windows = np.asarray(windows)
+    if windows.ndim != 3 or windows.shape[2] != n_channels:
+        raise ValueError(
+            f"{kind} windows must have shape (n_windows, n_samples, {n_channels}), "
+            f"got {windows.shape}."
+        )
+    return windows
+
+
 def take_rows(windows: Windows, rows: np.ndarray) -> Windows:
     """The windows at ``rows`` of a single-input array or of each input of a dict."""
     if isinstance(windows, dict):

@@ -14,43 +14,8 @@ from pyriemann.spatialfilters import CSP
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.pipeline import Pipeline, make_pipeline
 
-from bci.decode.base import Decoder
-
-
-def oas_covariances(windows: np.ndarray) -> np.ndarray:
-    """Oracle-approximating-shrinkage covariance of each window (Chen et al. 2010), as
-    :func:`sklearn.covariance.oas` and pyRiemann's ``Covariances(estimator="oas")``.
-
-    Parameters
-    ----------
-    windows : array, shape (n_windows, n_samples, n_channels)
-
-    Returns
-    -------
-    covs : array, shape (n_windows, n_channels, n_channels)
-    """
-    _, n_samples, n_channels = windows.shape
-    centered = windows - windows.mean(axis=1, keepdims=True)
-    emp = centered.transpose(0, 2, 1) @ centered / n_samples
-    alpha = np.mean(emp**2, axis=(1, 2))
-    mu = np.trace(emp, axis1=1, axis2=2) / n_channels
-    num = alpha + mu**2
-    den = (n_samples + 1) * (alpha - mu**2 / n_channels)
-    shrink = np.where(den == 0, 1.0, np.minimum(num / np.where(den == 0, 1, den), 1.0))
-    cov = (1.0 - shrink)[:, None, None] * emp
-    cov[:, np.arange(n_channels), np.arange(n_channels)] += (shrink * mu)[:, None]
-    return cov
-
-
-def check_windows(windows, n_channels: int, kind: str) -> np.ndarray:
-    """``windows`` as a float array of shape (n_windows, n_samples, n_channels), or ValueError."""
-    windows = np.asarray(windows)
-    if windows.ndim != 3 or windows.shape[2] != n_channels:
-        raise ValueError(
-            f"{kind} windows must have shape (n_windows, n_samples, {n_channels}), "
-            f"got {windows.shape}."
-        )
-    return windows
+from bci.decode.base import Decoder, check_windows
+from bci.decode.covariance import oas_covariances
 
 
 class CspLdaDecoder(Decoder):

@@ -12,8 +12,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
-from bci.decode.base import Decoder
-from bci.decode.csp import check_windows
+from bci.decode.base import Decoder, check_windows
 
 FEATURES = ("mean", "slope", "peak")
 """Features per channel, in the order of the feature vector (feature-major)."""

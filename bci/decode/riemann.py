@@ -9,6 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 
 from bci.decode.base import Decoder
+from bci.decode.covariance import oas_covariances
 
 
 class TangentSpaceDecoder(Decoder):
@@ -52,17 +53,7 @@ class TangentSpaceDecoder(Decoder):
     # the log-map at the reference point, the √2-weighted upper triangle) in plain numpy; a test
     # holds the two equal.
     def _tangent_vectors(self, windows: np.ndarray) -> np.ndarray:
-        _, n_samples, n_channels = windows.shape
-        centered = windows - windows.mean(axis=1, keepdims=True)
-        emp = centered.transpose(0, 2, 1) @ centered / n_samples
-        # Oracle approximating shrinkage (Chen et al. 2010), as sklearn.covariance.oas
-        alpha = np.mean(emp**2, axis=(1, 2))
-        mu = np.trace(emp, axis1=1, axis2=2) / n_channels
-        num = alpha + mu**2
-        den = (n_samples + 1) * (alpha - mu**2 / n_channels)
-        shrink = np.where(den == 0, 1.0, np.minimum(num / np.where(den == 0, 1, den), 1.0))
-        cov = (1.0 - shrink)[:, None, None] * emp
-        cov[:, np.arange(n_channels), np.arange(n_channels)] += (shrink * mu)[:, None]
+        cov = oas_covariances(windows)
         whitened = self._whiten @ cov @ self._whiten
         eigvals, eigvecs = np.linalg.eigh(whitened)
         logm = (eigvecs * np.log(eigvals)[:, None, :]) @ eigvecs.transpose(0, 2, 1)

@@ -242,8 +242,7 @@ class SpikeEncoder:
             n_channels -= self.spatial.shape[1]
         if windows.shape[2] != n_channels:
             raise ValueError(
-                f"windows have {windows.shape[2]} channels, the encoder was fitted on "
-                f"{n_channels}."
+                f"windows have {windows.shape[2]} channels, the encoder was fitted on {n_channels}."
             )
         log_power = band_log_power(self._with_filtered(windows), self.sfreq, self.settings)
         return threshold_spikes((log_power - self.mean) / self.scale, self.settings.threshold)

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from bci.decode.base import DecoderInfo, InputSpec, read_model_file
-from bci.decode.csp import CspLdaDecoder, oas_covariances
+from bci.decode.covariance import oas_covariances
+from bci.decode.csp import CspLdaDecoder
 
 INFO = DecoderInfo(("left", "right"), eeg=InputSpec(("C3", "Cz", "C4", "CP1"), 250.0, 1.0))
 
