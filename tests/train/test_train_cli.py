@@ -202,3 +202,16 @@ def test_bad_input_gets_one_message_and_exit_code_2(short_run, tmp_path, capsys,
     assert err.startswith("error: ") and message in err
     assert "Traceback" not in err
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_pretrain_writes_a_population_model_and_keeps_held_out_subjects_apart(tmp_path, capsys):
+    out = tmp_path / "population.npz"
+    args = ["train", "pretrain", "--protocol", "demo", "--decoder", "riemann",
+            "--subjects", "101-102", "--trials", "8", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    model = load_decoder(out)
+    assert model.alignment_kind == "euclidean" and model.alignment is None  # per subject
+    assert model.provenance.source.startswith("virtual subjects 101-102 (2)")
+    assert "pretrained riemann on 2 virtual subjects" in capsys.readouterr().out
+    assert main([*args[:7], "3,101", *args[8:]]) == 2
+    assert "reserved for sessions and benchmarks" in capsys.readouterr().err
