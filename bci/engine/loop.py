@@ -293,7 +293,9 @@ class Engine:
         windows = {"eeg": eeg}
         info = self.session_info
         if info.nirs is not None:
-            windows["nirs"] = windows_ending_at(self.nirs_processed, ends, info.nirs.n_samples)
+            windows["nirs"] = windows_ending_at(
+                self.nirs_processed, ends, info.nirs.n_samples, info.nirs.sfreq
+            )
 
         def work() -> None:
             try:

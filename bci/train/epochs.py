@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from bci.engine.calibration import TRAIN_STEP_S
+from bci.engine.calibration import TRAIN_STEP_S, epoch_windows, windows_ending
 from bci.engine.preprocess import eeg_pipeline, fnirs_pipeline
 from bci.protocol.schema import PreprocessingSection
 from bci.train.files import Recording, Signal, TrainingInputError
@@ -144,37 +144,6 @@ def preprocess_nirs(recording: Recording, progress: bool = False) -> Signal:
     return _run(pipeline, nirs, "NIRS", f"haemoglobin {recording.path.name}", progress)
 
 
-def _epoch_windows(signal: Signal, onset: float, epoch: Epoching,
-                   n_samples: int) -> tuple[np.ndarray, np.ndarray] | None:  # fmt: skip
-    """Windows within ``[onset + tmin, onset + tmax)`` cut as ``calibration_windows`` cuts
-    them, and the time of each one's last sample; None if the epoch is not in the signal
-    whole."""
-    sfreq, times = signal.sfreq, signal.times
-    n_epoch = round((epoch.tmax_s - epoch.tmin_s) * sfreq)
-    step = max(round(epoch.step_s * sfreq), 1)
-    first = np.searchsorted(times, onset + epoch.tmin_s, side="left")
-    stop = np.searchsorted(times, onset + epoch.tmax_s, side="left")
-    if stop - first < n_epoch or np.any(np.diff(times[first:stop]) > 1.5 / sfreq):
-        return None
-    starts = first + np.arange(0, n_epoch - n_samples + 1, step)
-    index = starts[:, None] + np.arange(n_samples)
-    return signal.data[index], times[starts + n_samples - 1]
-
-
-def _windows_ending(signal: Signal, ends: np.ndarray, n_samples: int) -> np.ndarray | None:
-    """The ``n_samples`` latest samples at or before each time in ``ends`` (as the engine's
-    ``windows_ending_at``); None if one is not in the signal whole (before its start, past its
-    end, or across a gap)."""
-    times = signal.times
-    stops = np.searchsorted(times, ends, side="right")
-    if stops.min() < n_samples or np.any(ends - times[stops - 1] > 1.5 / signal.sfreq):
-        return None
-    index = stops[:, None] - n_samples + np.arange(n_samples)
-    if np.any(np.diff(times[index], axis=1) > 1.5 / signal.sfreq):
-        return None
-    return signal.data[index]
-
-
 def matching_trials(recording: Recording, events: dict[str, str]) -> list[tuple[float, str]]:
     """(onset, label) of each event of the recording whose code is in ``events``.
 
@@ -216,13 +185,19 @@ def cut_trials(
     windows: dict[str, list] = {name: [] for name in names}
     labels, groups, dropped = [], [], 0
     for trial, (onset, label) in enumerate(trials):
-        first = _epoch_windows(signals[names[0]], onset, epoch, n_samples[names[0]])
+        signal = signals[names[0]]
+        first = epoch_windows(signal.data, signal.times, signal.sfreq, onset + epoch.tmin_s,
+                              onset + epoch.tmax_s, n_samples[names[0]], epoch.step_s)  # fmt: skip
         if first is None:
             dropped += 1
             continue
         primary, ends = first
         cut = {names[0]: primary}
-        cut |= {name: _windows_ending(signals[name], ends, n_samples[name]) for name in names[1:]}
+        cut |= {
+            name: windows_ending(signals[name].data, signals[name].times, signals[name].sfreq,
+                                 ends, n_samples[name])
+            for name in names[1:]
+        }  # fmt: skip
         if any(value is None for value in cut.values()):
             dropped += 1
             continue

@@ -136,7 +136,7 @@ def simulate_calibration(
     windows = {"eeg": eeg_windows}
     if nirs is not None:
         n_nirs = round((nirs_window_s or protocol.decoder.nirs_window_s) * nirs_sfreq)
-        windows["nirs"] = windows_ending_at(nirs_ring, ends, n_nirs)
+        windows["nirs"] = windows_ending_at(nirs_ring, ends, n_nirs, nirs_sfreq)
     return SubjectData(
         seed, windows, labels, groups, tuple(pre.picks),
         tuple(nirs.ch_names_out) if nirs else (), sfreq, nirs_sfreq,

@@ -37,10 +37,10 @@ def test_calibration_windows_skip_trials_cut_by_a_gap_and_label_by_trial():
         ring, cues, sfreq, protocol.decoder, protocol.preprocessing
     )
     assert set(groups) == {0, 2, 3} and windows.shape[1:] == (100, 11)
-    matching = windows_ending_at(ring, ends, 100)
+    matching = windows_ending_at(ring, ends, 100, sfreq)
     np.testing.assert_array_equal(matching, windows)  # the same ring gives the same windows
     with pytest.raises(RuntimeError, match="too late"):
-        windows_ending_at(ring, np.array([0.5]), 100)
+        windows_ending_at(ring, np.array([0.5]), 100, sfreq)
     assert list(labels[groups == 2]) == ["right"] * int(np.sum(groups == 2))
     with pytest.raises(RuntimeError, match="both classes"):
         calibration_windows(ring, cues[:1], sfreq, protocol.decoder, protocol.preprocessing)
