@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from bci.acquire import Inlet, RingBuffer
 from bci.control import ProportionalController, ProportionalSettings
-from bci.decode import Decoder
+from bci.decode import Decoder, select_inputs
 from bci.engine.calibration import calibration_windows, windows_ending_at
 from bci.engine.fitting import (
     FitReport,
@@ -182,13 +182,11 @@ class Engine:
             return
         self._next_decision_time = newest + self.protocol.preprocessing.hop_s - 0.5 / self.eeg.sfreq
         window, _ = self.processed.latest(self.n_window)
+        inputs = {"eeg": window[None]}
         if self._n_nirs:
             nirs, _ = self.nirs_processed.latest(self._n_nirs)
-            batch = {"eeg": window[None], "nirs": nirs[None, :, self._nirs_index]}
-            if self.decoder.inputs == ("nirs",):
-                batch = batch["nirs"]
-        else:
-            batch = window[None]
+            inputs["nirs"] = nirs[None, :, self._nirs_index]
+        batch = select_inputs(self.decoder.info, inputs)
         t1 = time.perf_counter_ns()
         row = self.decoder.predict_proba(batch)[0]
         t2 = time.perf_counter_ns()
@@ -342,9 +340,6 @@ class Engine:
             max_duration_s: float | None = None) -> EngineRecord:  # fmt: skip
         """Run the blocks in order; returns the record. Output is at zero when it returns."""
         stop = stop or threading.Event()
-        # one BLAS thread: multi-threaded numpy on a small window costs more in wake-ups than it
-        # saves (p99 8-17 ms instead of < 1 ms on 2 shared cores). Set process-wide (OpenBLAS);
-        # torch's own threads are the decoder's business (TorchDecoder threads/train_threads)
         start = pylsl.local_clock()
         self.record.start_time = start
         deadline = start + max_duration_s if max_duration_s else np.inf
@@ -352,6 +347,9 @@ class Engine:
         self._start_block(queue.pop(0), start)
         self._write(0.0, self.eeg.newest_time)
         next_nirs = start
+        # one BLAS thread: multi-threaded numpy on a small window costs more in wake-ups than it
+        # saves (p99 8-17 ms instead of < 1 ms on 2 shared cores). Set process-wide (OpenBLAS);
+        # torch's own threads are the decoder's business (TorchDecoder threads/train_threads)
         blas = threadpool_limits(limits=1)
         try:
             while not stop.is_set():
