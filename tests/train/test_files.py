@@ -151,7 +151,9 @@ def test_labrecorder_xdf_of_real_lsl_outlets_is_read(index_source, unique_name, 
     index = recording.eeg.data[:, -1]
     assert_array_equal(np.diff(index), 1)  # nothing dropped or repeated
     assert [e.code for e in recording.events] == ["left"]
-    assert recording.eeg.times[0] < recording.events[0].onset < recording.eeg.times[-1]
+    # the marker lies within the recorded EEG (the source stamps samples by count, so on a busy
+    # machine its newest stamp may trail the marker's by a few of its 10 ms chunks)
+    assert recording.eeg.times[0] < recording.events[0].onset < recording.eeg.times[-1] + 0.25
 
 
 def test_unknown_missing_and_corrupt_files_are_named(tmp_path):
