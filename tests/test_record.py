@@ -18,7 +18,9 @@ def test_records_named_streams_to_an_xdf_pyxdf_reads(index_source, unique_name, 
         assert recorder.recording
         assert markers.wait_for_consumers(5)
         markers.push_sample(["hello"])
-        wait_for(lambda: False, 1.0)
+        # LabRecorder writes what it pulled about every 0.5 s and its last pull can miss the
+        # file at stop: record 2 s so that > 0.5 s of the 200 Hz source is in it on a busy day
+        wait_for(lambda: False, 2.0)
         assert recorder.size_bytes > 0
     assert not recorder.recording
     streams, _ = pyxdf.load_xdf(str(path))
