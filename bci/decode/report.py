@@ -10,11 +10,15 @@ accuracy is compared with its mean confidence.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+if TYPE_CHECKING:
+    from bci.decode.base import Decoder
 
 
 def _check(proba, targets, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
@@ -173,3 +177,24 @@ def _plot_accuracy(axes, accuracy: dict[str, float]) -> None:
     axes.bar_label(bars, labels=[f"{value:.0%}" for value in values], padding=2)
     axes.set(xlim=(0, 1.1), xlabel="accuracy", title="accuracy")
     axes.invert_yaxis()
+
+
+def write_decoder_report(decoder: Decoder, path: Path, title: str, reliability=None,
+                         accuracy: dict[str, float | None] | None = None) -> Path:  # fmt: skip
+    """A decoder's training report PNG: learning curves where the decoder keeps
+    them (``history``), reliability before and after temperature scaling, trial accuracies.
+
+    Parameters
+    ----------
+    reliability : ((proba, targets), (proba, targets)) or None
+        Held-out window probabilities and class indices before and after calibration.
+    """
+    history = getattr(decoder, "history", None) or []
+    keys = dict.fromkeys(key for row in history for key in row if key.endswith("loss"))
+    curves = {key: [row.get(key, np.nan) for row in history] for key in keys}
+    before, after = reliability or (None, None)
+    accuracy = {name: value for name, value in (accuracy or {}).items() if value is not None}
+    return plot_training_report(
+        path, title=title, curves=curves or None, reliability_before=before,
+        reliability_after=after, accuracy=accuracy or None,
+    )  # fmt: skip

@@ -147,26 +147,18 @@ def write_fit_report(path: Path, decoder: Decoder, report: FitReport) -> Path:
     """The training report PNG: reliability of the held-out probabilities before and after
     temperature scaling, and the learning curves of network decoders."""
     from bci.decode.base import softmax
-    from bci.decode.report import plot_training_report
+    from bci.decode.report import write_decoder_report
 
-    history = getattr(decoder, "history", None) or []
-    curves = {
-        name: [epoch[name] for epoch in history]
-        for name in ("train_loss", "val_loss")
-        if history and name in history[0]
-    }
-    before = after = None
+    reliability = None
     if report.holdout is not None:
         logits, targets = report.holdout
-        before = (softmax(logits), targets)
-        after = (softmax(logits, report.temperature), targets)
+        reliability = ((softmax(logits), targets), (softmax(logits, report.temperature), targets))
     how = f"fine-tuned {report.pretrained} ({report.strategy})" if report.pretrained else "fitted"
-    return plot_training_report(
+    return write_decoder_report(
+        decoder,
         path,
-        title=f"{report.kind} {how} on {report.n_trials} calibration trials "
+        f"{report.kind} {how} on {report.n_trials} calibration trials "
         f"({report.n_holdout_trials} held out), T = {report.temperature:.2f}",
-        curves=curves or None,
-        reliability_before=before,
-        reliability_after=after,
-        accuracy={"held-out": report.holdout_accuracy} if report.holdout is not None else None,
+        reliability,
+        {"held-out": report.holdout_accuracy if report.holdout is not None else None},
     )

@@ -32,7 +32,7 @@ from bci.decode import (
     select_inputs,
 )
 from bci.decode.base import take_rows
-from bci.decode.report import plot_training_report
+from bci.decode.report import write_decoder_report
 from bci.engine.fitting import holdout_mask
 from bci.protocol.schema import DecoderSection, PreprocessingSection
 from bci.train.epochs import Epoching, TrialWindows, bar_disabled, trial_windows
@@ -300,7 +300,7 @@ def fit_files(request: TrainRequest, model_path: Path) -> dict:
     model_path = Path(model_path)
     model_path.parent.mkdir(parents=True, exist_ok=True)
     decoder.save(model_path)
-    report = write_report(
+    report = write_decoder_report(
         decoder, model_path.with_suffix(".png"),
         f"{prep.kind} · {', '.join(r.path.name for r in prep.recordings)}", reliability,
         {"cross-validated": cv_accuracy, "held-out": holdout_accuracy},
@@ -314,27 +314,6 @@ def fit_files(request: TrainRequest, model_path: Path) -> dict:
         "temperature": decoder.temperature, "report": str(report),
         "seconds": time.perf_counter() - start,
     }  # fmt: skip
-
-
-def write_report(decoder: Decoder, path: Path, title: str, reliability=None,
-                 accuracy: dict[str, float | None] | None = None) -> Path:  # fmt: skip
-    """The training report PNG (``bci.decode.report``): learning curves where the decoder keeps
-    them (``history``), reliability before and after temperature scaling, trial accuracies.
-
-    Parameters
-    ----------
-    reliability : ((proba, targets), (proba, targets)) or None
-        Held-out window probabilities and class indices before and after calibration.
-    """
-    history = getattr(decoder, "history", None) or []
-    keys = dict.fromkeys(key for row in history for key in row if key.endswith("loss"))
-    curves = {key: [row.get(key, np.nan) for row in history] for key in keys}
-    before, after = reliability or (None, None)
-    accuracy = {name: value for name, value in (accuracy or {}).items() if value is not None}
-    return plot_training_report(
-        path, title=title, curves=curves or None, reliability_before=before,
-        reliability_after=after, accuracy=accuracy or None,
-    )  # fmt: skip
 
 
 def evaluate_files(request: TrainRequest, json_path: Path, model_path: Path | None = None) -> dict:
