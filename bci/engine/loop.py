@@ -16,9 +16,9 @@ import pylsl
 from threadpoolctl import threadpool_limits
 
 from bci.acquire import Inlet, RingBuffer
-from bci.control import ProportionalController, ProportionalSettings
 from bci.decode import Decoder, select_inputs
 from bci.engine.calibration import calibration_windows, windows_ending_at
+from bci.engine.control import ControlInbox
 from bci.engine.fitting import (
     FitReport,
     fit_decoder,
@@ -28,10 +28,11 @@ from bci.engine.fitting import (
 )
 from bci.engine.outlets import SessionOutlets
 from bci.engine.preprocess import eeg_pipeline, fnirs_pipeline
+from bci.engine.stimulation import StimulationPath, build_trigger
 from bci.engine.timeline import PlannedBlock
 from bci.protocol import Protocol
-from bci.safety.governor import Governor, GovernorSettings
-from devices.stimulators import Stimulator
+from bci.safety.governor import Governor
+from devices.stimulators import Stimulator, StimulatorError
 
 _PULL_TIMEOUT_S = 0.002  # short enough to notice a stall and keep cue timing within ms
 _WATCHDOG_REASONS = ("input stall", "decoder silent", "decoder non-finite output")
@@ -55,6 +56,10 @@ class EngineRecord:
     """(index, kind, start, stop) of every block run."""
     fit: FitReport | None = None
     """How the decoder was fitted on the calibration block."""
+    biomarker: list[tuple[float, float]] = field(default_factory=list)
+    """(newest-sample time, value) of every closed-loop biomarker reading (biomarker input)."""
+    pulse_latency_ms: list[float] = field(default_factory=list)
+    """Newest sample → write of every pulse the phase trigger fired, ms."""
     start_time: float = float("nan")
     stop_time: float = float("nan")
 
@@ -74,10 +79,13 @@ class Engine:
         Connected and started stimulator; only the governor's output reaches it.
     nirs : Inlet | None
         Connected fNIRS inlet, if the session has one.
+    inbox : ControlInbox | None
+        Where operator commands (emergency stop, re-arm, status, stop) arrive.
     """
 
     def __init__(self, protocol: Protocol, eeg: Inlet, outlets: SessionOutlets,
-                 stimulator: Stimulator, nirs: Inlet | None = None) -> None:  # fmt: skip
+                 stimulator: Stimulator, nirs: Inlet | None = None,
+                 inbox: ControlInbox | None = None) -> None:  # fmt: skip
         self.protocol, self.eeg, self.nirs = protocol, eeg, nirs
         self.outlets, self.stimulator = outlets, stimulator
         pre = protocol.preprocessing
@@ -102,29 +110,25 @@ class Engine:
         self.decoder: Decoder | None = None
         self._fitting: threading.Thread | None = None
         self._fit_result: tuple[Decoder, FitReport] | BaseException | None = None
-        ctl, stim = protocol.controller, protocol.stimulator
-        self.controller = ProportionalController(
-            ProportionalSettings(
-                target_index=protocol.decoder.classes.index(ctl.target_class),
-                p_low=ctl.p_low, p_high=ctl.p_high, floor=ctl.floor, ceiling=ctl.ceiling,
-                ramp_up_per_s=ctl.ramp_up_per_s, ramp_down_per_s=ctl.ramp_down_per_s,
-                abstain_below=ctl.abstain_below,
+        self.record = EngineRecord()
+        self.inbox = inbox or ControlInbox()
+        self.control_address: str | None = None
+        """Where the control channel listens (set by the session)."""
+        self.stim = StimulationPath(protocol, stimulator, outlets, self.record.commands,
+                                    self._event, max_step_s=min(1.5 * pre.hop_s, 1.0))  # fmt: skip
+        self._phase_weights = None
+        if protocol.controller.kind == "phase":
+            self.stim.trigger, self._phase_weights = build_trigger(
+                protocol, eeg.sfreq, self.pipeline
             )
-        )  # fmt: skip
-        self.governor = Governor(
-            GovernorSettings(
-                stim.modality, stim.limits.max_amplitude, stim.limits.max_slew_per_s,
-                protocol.safety.stop_ramp_s, max_step_s=min(1.5 * pre.hop_s, 1.0),
-            )
-        )  # fmt: skip
+        self._biomarker_scale = np.nan
+        """Median band power of the baseline block (biomarker input)."""
         # a decoder that has not answered for three hops (or a stall's time) is silent
         self.decision_timeout_s = max(3 * pre.hop_s, protocol.safety.watchdog_stall_s)
-        self.record = EngineRecord()
         self.stalled = False
         self.block: PlannedBlock | None = None
         self.elapsed_s = 0.0
         """Seconds since the session started (read by progress displays)."""
-        self._n_safety_events = 0
         self._last_decision = np.nan
         self._next_decision_time = -np.inf
         self._samples_since_gap = 0
@@ -138,30 +142,17 @@ class Engine:
         self.outlets.event(kind, time, **detail)
         self.record.events.append({"kind": kind, "time": time, **detail})
 
-    def _publish_safety_events(self) -> None:
-        fresh = self.governor.state.events[self._n_safety_events :]
-        for event in fresh:
-            self._event(f"safety.{event.kind}", event.time, detail=event.detail)
-        self._n_safety_events += len(fresh)
-
-    # stimulation ---------------------------------------------------------------------------
-    def _write(self, amplitude: float, sample_time: float) -> None:
-        freq = self.protocol.stimulator.frequency_hz if amplitude else 0.0
-        command = self.stimulator.write(amplitude, freq, 0, sample_time)
-        self.record.commands.append(command)
-        self.outlets.stimulation(command)
-
-    def _hold_safe(self, now: float) -> None:
-        """While the governor holds (a trip, or a block without stimulation), follow its ramp."""
-        amplitude = self.governor.tick(now)
-        last = self.stimulator.last
-        if last is not None and last.amplitude != amplitude:
-            self._write(amplitude, self.eeg.newest_time)
-        self._publish_safety_events()
+    @property
+    def governor(self) -> Governor:
+        """The safety governor (the only road to the stimulator)."""
+        return self.stim.governor
 
     @property
     def _decoding(self) -> bool:
-        return self.decoder is not None and self.block.kind == "closed_loop"
+        """Whether this is a closed-loop block whose controller has what it reads."""
+        if self.block.kind != "closed_loop":
+            return False
+        return self.decoder is not None or not self.protocol.uses_decoder
 
     # data ----------------------------------------------------------------------------------
     def _on_eeg(self, data: np.ndarray, times: np.ndarray, pulled_at: float) -> None:
@@ -182,26 +173,13 @@ class Engine:
             return
         self._next_decision_time = newest + self.protocol.preprocessing.hop_s - 0.5 / self.eeg.sfreq
         window, _ = self.processed.latest(self.n_window)
-        inputs = {"eeg": window[None]}
-        if self._n_nirs:
-            nirs, _ = self.nirs_processed.latest(self._n_nirs)
-            inputs["nirs"] = nirs[None, :, self._nirs_index]
-        batch = select_inputs(self.decoder.info, inputs)
         t1 = time.perf_counter_ns()
-        row = self.decoder.predict_proba(batch)[0]
+        row = self._read(window, newest)
         t2 = time.perf_counter_ns()
-        self.outlets.decision(row, newest)
-        self.record.decisions.append((newest, row))
-        stimulate = self.block.stimulate
         if np.isfinite(row).all():
             self._last_decision = pylsl.local_clock()
-            requested = self.controller(row, newest) if stimulate else 0.0
-        else:
-            self.governor.trip("decoder non-finite output", pylsl.local_clock())
-            requested = 0.0
         t3 = time.perf_counter_ns()
-        allowed = self.governor.request(requested, pylsl.local_clock())
-        self._write(allowed, newest)
+        self.stim.decide(row, newest, self.block.stimulate)
         t4 = time.perf_counter_ns()
         command = self.stimulator.last
         stages = np.array(
@@ -210,7 +188,33 @@ class Engine:
         )  # fmt: skip
         self.record.latency_ms.append(stages)
         self.outlets.latency_sample(stages, command.write_time)
-        self._publish_safety_events()
+
+    def _read(self, window: np.ndarray, newest: float) -> np.ndarray:
+        """What the controller reads: the decoder's probabilities, the biomarker (band power
+        relative to the baseline), or, for the phase trigger, the band's phase."""
+        if self.protocol.uses_decoder:
+            inputs = {"eeg": window[None]}
+            if self._n_nirs:
+                nirs, _ = self.nirs_processed.latest(self._n_nirs)
+                inputs["nirs"] = nirs[None, :, self._nirs_index]
+            row = self.decoder.predict_proba(select_inputs(self.decoder.info, inputs))[0]
+            self.outlets.decision(row, newest)
+            self.record.decisions.append((newest, row))
+            return row
+        if self.stim.trigger is not None:
+            return np.array([self.stim.trigger.threshold])  # the phase path decides per chunk
+        value = float(np.mean(window**2)) / self._biomarker_scale
+        self.record.biomarker.append((newest, value))
+        return np.array([value])
+
+    def _on_phase(self) -> None:
+        """Per chunk: the trigger reads the newest window of its 1-D signal."""
+        n = self.stim.trigger.n_samples
+        if self._samples_since_gap < n or not self._decoding:
+            return
+        window, times = self.processed.latest(n)
+        self.stim.phase_update(window @ self._phase_weights, float(times[-1]))
+        self._last_decision = pylsl.local_clock()
 
     def _on_nirs(self) -> None:
         data, times = self.nirs.pull(0.0)
@@ -226,7 +230,7 @@ class Engine:
             # windows must not straddle the gap, and filters restart from the new data
             self.pipeline.reset()
             self._samples_since_gap = 0
-            self.controller.reset()
+            self.stim.reset_policy()
 
     def _watch_input(self, now: float, arrived: bool) -> None:
         if arrived and self.stalled:
@@ -249,21 +253,45 @@ class Engine:
             self.governor.trip("decoder silent", now)
         elif not silent and not self.stalled and reason in _WATCHDOG_REASONS:
             self.governor.recover(now)
-            self.controller.reset(self.governor.amplitude)
+            self.stim.reset_policy(self.governor.amplitude)
 
     # timeline ------------------------------------------------------------------------------
     def _start_block(self, block: PlannedBlock, now: float) -> None:
         if self.block is not None:
             self.record.blocks.append((self.block.index, self.block.kind, self._block_start, now))
+            if self.block.kind == "baseline":
+                self._calibrate_from_baseline(now - self._block_start, now)
         self.block, self._block_start, self._next_trial = block, now, 0
         self._event("block", now, index=block.index, block=block.kind)
         if block.kind == "closed_loop":
-            self.controller.reset()
+            self.stim.reset_policy()
             self._last_decision = now  # from here the decoder watchdog counts
         if block.kind == "closed_loop" and block.stimulate and not self.stalled:
             self.governor.recover(now)  # lifts the previous block's hold
         else:
             self.governor.trip(f"{block.kind} block", now, kind="hold")
+
+    def _calibrate_from_baseline(self, seconds: float, now: float) -> None:
+        """Set the biomarker's reference (median band power) or the phase trigger's power gate
+        from the baseline block just ended."""
+        if self.protocol.uses_decoder:
+            return
+        n = min(int(seconds * self.eeg.sfreq), len(self.processed))
+        window, _ = self.processed.latest(n)
+        if self.stim.trigger is not None:
+            detail = {"phase_gate": self.stim.trigger.calibrate(window @ self._phase_weights)}
+        else:
+            hop = max(1, round(self.protocol.preprocessing.hop_s * self.eeg.sfreq))
+            power = [np.mean(window[end - self.n_window : end] ** 2)
+                     for end in range(self.n_window, n + 1, hop)]  # fmt: skip
+            if not power:
+                raise ValueError(
+                    f"the baseline block gave {n} samples, fewer than one decoder window "
+                    f"({self.n_window}); lengthen it"
+                )
+            self._biomarker_scale = float(np.median(power))
+            detail = {"biomarker_median": self._biomarker_scale}
+        self._event("baseline", now, seconds=round(seconds, 2), **detail)
 
     def _run_cues(self, now: float) -> None:
         trials = self.block.trials
@@ -322,19 +350,6 @@ class Engine:
                     **{k: v for k, v in report.to_json().items() if k != "kind"})  # fmt: skip
         return True
 
-    def _ramp_to_zero(self) -> None:
-        """End of session: follow the governor's stop ramp down to zero, then write zero."""
-        now = pylsl.local_clock()
-        self.governor.trip("session end", now, kind="hold")
-        deadline = now + self.protocol.safety.stop_ramp_s
-        try:
-            while self.governor.amplitude and now < deadline:
-                self._hold_safe(now)
-                threading.Event().wait(0.01)  # the session is over: nothing else to serve
-                now = pylsl.local_clock()
-        finally:
-            self._write(0.0, self.eeg.newest_time)
-
     # the loop ------------------------------------------------------------------------------
     def run(self, blocks: list[PlannedBlock], stop: threading.Event | None = None,
             max_duration_s: float | None = None) -> EngineRecord:  # fmt: skip
@@ -345,7 +360,9 @@ class Engine:
         deadline = start + max_duration_s if max_duration_s else np.inf
         queue = list(blocks)
         self._start_block(queue.pop(0), start)
-        self._write(0.0, self.eeg.newest_time)
+        if self.control_address:
+            self._event("control", start, address=self.control_address)
+        self.stim.write(0.0, self.eeg.newest_time)
         next_nirs = start
         # one BLAS thread: multi-threaded numpy on a small window costs more in wake-ups than it
         # saves (p99 8-17 ms instead of < 1 ms on 2 shared cores). Set process-wide (OpenBLAS);
@@ -359,9 +376,16 @@ class Engine:
                 if len(times):
                     self._on_gaps(now)
                     self._on_eeg(data, times, now)
+                    if self.stim.trigger is not None:
+                        self._on_phase()
                 self._watch_decoder(now)
+                newest = self.eeg.newest_time
+                self.stim.serve(self.inbox, now, newest, self._status())
                 if self.governor.tripped:
-                    self._hold_safe(now)
+                    self.stim.hold_safe(now, newest)
+                elif self.stim.trigger is not None:
+                    self.stim.phase_tick(now, newest, self._decoding and self.block.stimulate)
+                self.stim.poll(now)
                 if self.nirs is not None and now >= next_nirs:
                     self._on_nirs()
                     next_nirs = now + 0.05
@@ -369,6 +393,9 @@ class Engine:
                 self.elapsed_s = now - start
                 if now >= deadline:
                     self._event("deadline", now, minutes=max_duration_s / 60)
+                    break
+                if self.stim.stop_requested:
+                    self._event("stop", now, by="operator")
                     break
                 if self.block.kind == "fit":
                     if not self._fit_done():
@@ -380,24 +407,33 @@ class Engine:
                 self._start_block(queue.pop(0), pylsl.local_clock())
         except Exception as err:
             # a failed stage stops stimulation and is shown and recorded, never swallowed
+            if isinstance(err, StimulatorError):
+                self.stim.fail(err)
             self._event("error", pylsl.local_clock(), error=f"{type(err).__name__}: {err}")
             raise
         finally:
             blas.restore_original_limits()
-            self._ramp_to_zero()
+            self.stim.ramp_to_zero(threading.Event().wait, lambda: self.eeg.newest_time)
             now = pylsl.local_clock()
             self.record.blocks.append((self.block.index, self.block.kind, self._block_start, now))
             self.record.stop_time = now
-            self._publish_safety_events()
+            self.record.pulse_latency_ms = self.stim.pulse_latency_ms
             self._event("end", now)
         return self.record
 
+    def _status(self) -> dict:
+        """The session's state for a ``status`` command."""
+        return {"block": self.block.kind, "block_index": self.block.index,
+                "elapsed_s": round(self.elapsed_s, 3), "stalled": self.stalled}  # fmt: skip
+
 
 def seconds_until_fit(protocol: Protocol) -> float:
-    """Longest stretch of preprocessed signal a fit may need: every block up to the last fit
-    (calibration blocks at their longest), plus a margin, s."""
+    """Longest stretch of preprocessed signal a fit or a baseline reference may need: every
+    block up to the last fit or baseline (calibration blocks at their longest), plus a
+    margin, s."""
     kinds = [block.kind for block in protocol.blocks]
-    last_fit = len(kinds) - kinds[::-1].index("fit") if "fit" in kinds else 0
+    wanted = "fit" if protocol.uses_decoder else "baseline"
+    last_fit = len(kinds) - kinds[::-1].index(wanted) if wanted in kinds else 0
     total = sum(
         block.duration_s + block.trials * (block.cue_s + max(block.iti_s))
         for block in protocol.blocks[:last_fit]

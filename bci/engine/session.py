@@ -13,6 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bci.acquire import Inlet, InletSettings, StreamQuery, resolve_streams
+from bci.engine.control import ControlInbox, ControlServer
 from bci.engine.fitting import write_fit_report
 from bci.engine.loop import Engine, EngineRecord
 from bci.engine.outlets import SessionOutlets
@@ -21,7 +22,7 @@ from bci.engine.timeline import plan_blocks, planned_duration_s
 from bci.protocol import Protocol
 from bci.record import Recorder
 from bci.streams import EEG_TYPE, NIRS_TYPE, stream_names
-from devices.stimulators import STIMULATORS
+from devices.stimulators import open_stimulator
 
 _RECORDER_FLUSH_S = 0.5
 """Time given to LabRecorder to receive the last samples before it closes the file, s."""
@@ -100,8 +101,13 @@ def _progress(engine: Engine, total_s: float, done: threading.Event) -> None:
 
 def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_dir: Path,
                 max_minutes: float | None = None, stop: threading.Event | None = None,
-                progress: bool = True) -> tuple[dict, EngineRecord]:  # fmt: skip
+                progress: bool = True, inbox: ControlInbox | None = None,
+                on_engine=None) -> tuple[dict, EngineRecord]:  # fmt: skip
     """Run a protocol end to end; writes ``summary.json``, ``summary.png`` (and the XDF).
+
+    ``inbox`` takes operator commands (Ctrl-C's emergency stop); with ``control.enabled`` a
+    ZeroMQ server feeds it too. ``on_engine(engine)`` is called once the engine exists (tests,
+    the GUI), before the session starts.
 
     Returns
     -------
@@ -132,9 +138,19 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
         infos = resolve_streams(queries, timeout_s=protocol.source.resolve_timeout_s)
         eeg = stack.enter_context(Inlet(infos[0], InletSettings(buffer_s=60)))
         nirs = stack.enter_context(Inlet(infos[1])) if nirs_query else None
-        stimulator = stack.enter_context(STIMULATORS[stim_settings.kind](stim_settings.modality))
+        stimulator = stack.enter_context(open_stimulator(stim_settings))
         # built before recording starts, so a stream the protocol cannot use is refused first
-        engine = Engine(protocol, eeg, outlets, stimulator, nirs)
+        inbox = inbox or ControlInbox()
+        engine = Engine(protocol, eeg, outlets, stimulator, nirs, inbox)
+        if protocol.control.enabled:
+            server = ControlServer(inbox, protocol.control.address)
+            engine.control_address = server.start()
+            stack.callback(server.stop)
+            if progress:
+                print(f"control channel: {engine.control_address} "
+                      "(bci control estop|rearm|status|stop)", flush=True)  # fmt: skip
+        if on_engine is not None:
+            on_engine(engine)
         recorder = None
         if protocol.recording.enabled:
             names = [eeg.name] + ([nirs.name] if nirs else []) + outlets.stream_list

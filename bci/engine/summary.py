@@ -11,6 +11,7 @@ from bci.acquire import Inlet
 from bci.engine.loop import EngineRecord
 from bci.engine.outlets import SessionOutlets
 from bci.protocol import Protocol
+from bci.safety.ceilings import HARD_CEILINGS
 from bci.streams import LATENCY_CHANNELS
 
 
@@ -101,6 +102,13 @@ def build_summary(protocol: Protocol, protocol_name: str, record: EngineRecord, 
             "charge_mC": governor_state.charge_mc,
             "on_time_s": governor_state.on_time_s,
             "limit_ma": protocol.stimulator.limits.max_amplitude,
+            "unit": HARD_CEILINGS[protocol.stimulator.modality].unit,
+            "controller": protocol.controller.kind,
+            "stimulator": protocol.stimulator.kind,
+            "pulses": governor_state.n_pulses,
+            "pulse_latency_ms": latency_stats(record.pulse_latency_ms),
+            "estop": governor_state.estop,
+            "dose_limit": governor_state.latched,
         },
         "events": dict(kinds),
         "gaps": [e for e in record.events if e["kind"] == "gap"],
@@ -134,38 +142,73 @@ def plot_summary(summary: dict, record: EngineRecord, protocol: Protocol, path: 
         axes[0].legend()
     axes[0].set(title="Newest sample → stimulator write latency", xlabel="ms", ylabel="decisions")
 
-    target = protocol.decoder.classes.index(protocol.controller.target_class)
+    if protocol.uses_decoder:
+        _plot_decisions(axes[1], summary, record, protocol)
+    else:
+        _plot_biomarker(axes[1], record, protocol)
+    if record.commands:
+        times = np.array([c.write_time for c in record.commands]) - t0
+        axes[2].step(times, [c.amplitude for c in record.commands], where="post")
+        pulses = times[[c.pulses > 0 for c in record.commands]]
+        if pulses.size:
+            axes[2].plot(pulses, np.zeros(pulses.size), "|", color="k", ms=12, label="pulses")
+    limit = protocol.stimulator.limits.max_amplitude
+    stim = summary["stimulation"]
+    axes[2].axhline(limit, color="r", ls="--", label=f"session limit {limit} {stim['unit']}")
+    for event in record.events:
+        if event["kind"] in ("stall", "gap"):
+            axes[2].axvline(event["time"] - t0, color="m", lw=0.8)
+        elif event["kind"] == "safety.estop":
+            axes[2].axvline(event["time"] - t0, color="r", lw=2, label="emergency stop")
+    axes[2].legend(loc="upper right")
+    axes[2].set(
+        title=f"{protocol.stimulator.modality} ({protocol.controller.kind}) — "
+        f"{stim['commands']} commands, {stim['pulses']} pulses, charge {stim['charge_mC']:.1f} mC",
+        xlabel="session time, s",
+        ylabel=stim["unit"],
+    )
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _plot_decisions(ax, summary: dict, record: EngineRecord, protocol: Protocol) -> None:
+    t0 = record.start_time
+    target = protocol.decoder.classes.index(protocol.controller.target_class) \
+        if protocol.controller.kind == "proportional" else -1  # fmt: skip
+    label = protocol.decoder.classes[target]
     colors = {"left": "tab:orange", "right": "tab:green"}
-    for onset, label, index in record.cues:
+    for onset, cue, index in record.cues:
         if protocol.blocks[index].kind == "closed_loop":
             stop = onset + protocol.blocks[index].cue_s
-            axes[1].axvspan(onset - t0, stop - t0, color=colors.get(label, "grey"), alpha=0.25)
+            ax.axvspan(onset - t0, stop - t0, color=colors.get(cue, "grey"), alpha=0.25)
     if record.decisions:
         times = np.array([t for t, _ in record.decisions]) - t0
-        axes[1].plot(times, [p[target] for _, p in record.decisions], lw=0.8, color="k")
+        ax.plot(times, [p[target] for _, p in record.decisions], lw=0.8, color="k")
     dec = summary["decoder"]
-    axes[1].set(
-        title=f"Decoded p({protocol.controller.target_class}) in closed loop — shaded: cues "
+    ax.set(
+        title=f"Decoded p({label}) in closed loop — shaded: cues "
         f"(green right, orange left); trial accuracy {dec['closed_loop_accuracy']:.0%} "
         f"over {dec['n_trials']} trials",
         xlabel="session time, s",
         ylim=(0, 1),
     )
-    if record.commands:
-        times = np.array([c.write_time for c in record.commands]) - t0
-        axes[2].step(times, [c.amplitude for c in record.commands], where="post")
-    limit = protocol.stimulator.limits.max_amplitude
-    axes[2].axhline(limit, color="r", ls="--", label=f"session limit {limit} mA")
-    for event in record.events:
-        if event["kind"] in ("stall", "gap"):
-            axes[2].axvline(event["time"] - t0, color="m", lw=0.8)
-    axes[2].legend(loc="upper right")
-    stim = summary["stimulation"]
-    axes[2].set(
-        title=f"{protocol.stimulator.modality} amplitude — {stim['commands']} commands, "
-        f"charge {stim['charge_mC']:.1f} mC",
-        xlabel="session time, s",
-        ylabel="mA",
-    )
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+
+
+def _plot_biomarker(ax, record: EngineRecord, protocol: Protocol) -> None:
+    t0 = record.start_time
+    ctl = protocol.controller
+    if record.biomarker:
+        times, values = np.array(record.biomarker).T
+        ax.plot(times - t0, values, lw=0.8, color="k")
+        for name in ("lower", "upper", "p_low", "p_high"):
+            if hasattr(ctl, name):
+                ax.axhline(getattr(ctl, name), color="grey", ls=":", lw=1)
+        ax.set(title="Biomarker: band power / baseline median (dotted: thresholds)",
+               xlabel="session time, s")  # fmt: skip
+    elif record.pulse_latency_ms:
+        lat = latency_stats(record.pulse_latency_ms)
+        ax.hist(record.pulse_latency_ms, bins=40, color="tab:purple")
+        ax.set(title=f"Phase-locked pulses: newest sample → write, p50 {lat['p50']:.2f} ms, "
+               f"p99 {lat['p99']:.2f} ms (n={lat['n']})", xlabel="ms")  # fmt: skip
+    else:
+        ax.set(title=f"{ctl.kind}: no closed-loop readings")

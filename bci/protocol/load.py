@@ -86,7 +86,12 @@ def format_validation_error(error: ValidationError) -> list[str]:
     """One line per pydantic error: field path, the value received, what is allowed."""
     lines = []
     for item in error.errors():
-        loc = tuple(part for part in item["loc"] if part not in ("function-after",))
+        raw = item["loc"]
+        # drop pydantic's validator names and the controller's union tag (controller.phase.x)
+        loc = tuple(
+            part for i, part in enumerate(raw)
+            if part != "function-after" and not (i and raw[i - 1] == "controller")
+        )  # fmt: skip
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "missing":
             lines.append(f"{_field_path(loc)}: missing; this field is required")

@@ -6,7 +6,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bci.safety.ceilings import HARD_CEILINGS
+from bci.protocol.stimulation import (
+    ControllerSection,
+    ControlSection,
+    ProportionalSection,
+    SafetySection,
+    StimulatorSection,
+)
 from bci.streams import CUE_CLASSES
 
 PositiveSeconds = Annotated[float, Field(gt=0)]
@@ -119,88 +125,6 @@ class DecoderSection(_Strict):
         return None if isinstance(value, str) and not value.strip() else value
 
 
-class ControllerSection(_Strict):
-    kind: Literal["proportional"] = "proportional"
-    """Policy turning decoder output into a stimulation amplitude."""
-    target_class: str = "right"
-    """The class whose probability drives the amplitude."""
-    p_low: Annotated[float, Field(ge=0, le=1)] = 0.5
-    """Probability at which the amplitude leaves the floor."""
-    p_high: Annotated[float, Field(ge=0, le=1)] = 0.9
-    """Probability at which the amplitude reaches the ceiling."""
-    floor: Annotated[float, Field(ge=0)] = 0.0
-    """Lowest amplitude while the loop runs (stimulator unit)."""
-    ceiling: Annotated[float, Field(ge=0)] = 1.0
-    """Highest amplitude the policy asks for (stimulator unit)."""
-    ramp_up_per_s: Annotated[float, Field(gt=0)] = 0.5
-    """Fastest rise the policy asks for, unit/s."""
-    ramp_down_per_s: Annotated[float, Field(gt=0)] = 1.0
-    """Fastest fall the policy asks for, unit/s."""
-    abstain_below: Annotated[float, Field(ge=0, le=1)] = 0.0
-    """Hold the amplitude where it is while the decoder's most probable class is below this
-    probability (0: never abstain)."""
-
-    @model_validator(mode="after")
-    def _ordered(self):
-        if self.p_low >= self.p_high:
-            raise ValueError(f"p_low: got {self.p_low}; must be below p_high = {self.p_high}")
-        if self.floor > self.ceiling:
-            raise ValueError(f"floor: got {self.floor}; must not exceed ceiling = {self.ceiling}")
-        return self
-
-
-class LimitsSection(_Strict):
-    max_amplitude: Annotated[float, Field(ge=0)] = 2.0
-    """Session ceiling on |amplitude| (mA for tES, %MSO for TMS); at most the hard ceiling."""
-    max_slew_per_s: Annotated[float, Field(gt=0)] = 1.0
-    """Session ceiling on the amplitude change rate, unit/s; at most the hard ceiling."""
-
-
-class StimulatorSection(_Strict):
-    kind: Literal["simulated"] = "simulated"
-    """Which stimulator drives current; later releases add serial hardware."""
-    modality: Literal["tdcs", "tacs", "tms", "pulse_train"] = "tdcs"
-    """Stimulation modality."""
-    anode: str = "C3"
-    """Anode (tES) or coil site (TMS), 10-20 name."""
-    cathode: str = "Fp2"
-    """Return electrode, 10-20 name."""
-    frequency_hz: Annotated[float, Field(ge=0)] = 0.0
-    """tACS / pulse-train frequency, Hz (0 for tDCS)."""
-    limits: LimitsSection = LimitsSection()
-
-    @model_validator(mode="after")
-    def _within_ceilings(self):
-        if self.anode == self.cathode:
-            raise ValueError(f"cathode: got {self.cathode!r}; must differ from the anode")
-        oscillating = self.modality in ("tacs", "pulse_train")
-        if oscillating and not 0.1 <= self.frequency_hz <= 255:
-            raise ValueError(
-                f"frequency_hz: got {self.frequency_hz}; {self.modality} needs 0.1-255 Hz"
-            )
-        if not oscillating and self.frequency_hz != 0:
-            raise ValueError(f"frequency_hz: got {self.frequency_hz}; {self.modality} needs 0")
-        hard = HARD_CEILINGS[self.modality]
-        if self.limits.max_amplitude > hard.max_amplitude:
-            raise ValueError(
-                f"limits.max_amplitude: got {self.limits.max_amplitude} {hard.unit}; above the "
-                f"{self.modality} hard ceiling of {hard.max_amplitude} {hard.unit} ({hard.source})"
-            )
-        if self.limits.max_slew_per_s > hard.max_slew_per_s:
-            raise ValueError(
-                f"limits.max_slew_per_s: got {self.limits.max_slew_per_s}; above the "
-                f"{self.modality} hard ceiling of {hard.max_slew_per_s} {hard.unit}/s"
-            )
-        return self
-
-
-class SafetySection(_Strict):
-    watchdog_stall_s: Annotated[float, Field(gt=0, le=0.1)] = 0.05
-    """Input silent this long trips the watchdog, s (≤ 0.1 s)."""
-    stop_ramp_s: Annotated[float, Field(gt=0, le=1.0)] = 0.5
-    """A trip ramps the amplitude to zero within this time, s (≤ 1 s)."""
-
-
 class Block(_Strict):
     kind: Literal["baseline", "calibration", "fit", "closed_loop", "rest"]
     """Block type."""
@@ -240,34 +164,27 @@ class Protocol(_Strict):
     source: SourceSection = SourceSection()
     preprocessing: PreprocessingSection = PreprocessingSection()
     decoder: DecoderSection = DecoderSection()
-    controller: ControllerSection = ControllerSection()
+    controller: ControllerSection = ProportionalSection()
     stimulator: StimulatorSection = StimulatorSection()
     safety: SafetySection = SafetySection()
     blocks: list[Block] = Field(min_length=1)
     recording: RecordingSection = RecordingSection()
+    control: ControlSection = ControlSection()
+
+    @property
+    def uses_decoder(self) -> bool:
+        """Whether the controller reads the decoder (else a biomarker or a phase)."""
+        ctl = self.controller
+        return ctl.kind == "class_map" or (ctl.kind == "proportional" and ctl.input == "decoder")
 
     @model_validator(mode="after")
     def _consistent(self):
-        if self.controller.target_class not in self.decoder.classes:
-            raise ValueError(
-                f"controller.target_class: got {self.controller.target_class!r}; must be one "
-                f"of decoder.classes {list(self.decoder.classes)}"
-            )
-        if self.controller.ceiling > self.stimulator.limits.max_amplitude:
-            raise ValueError(
-                f"controller.ceiling: got {self.controller.ceiling}; must not exceed "
-                f"stimulator.limits.max_amplitude = {self.stimulator.limits.max_amplitude}"
-            )
+        self._check_controller()
         if self.decoder.epoch_tmax_s - self.decoder.epoch_tmin_s < self.preprocessing.window_s:
             raise ValueError(
                 f"decoder.epoch_tmax_s: got {self.decoder.epoch_tmax_s}; "
                 "epoch_tmax_s - epoch_tmin_s must be at least "
                 f"preprocessing.window_s = {self.preprocessing.window_s} s"
-            )
-        if self.controller.ramp_up_per_s > self.stimulator.limits.max_slew_per_s:
-            raise ValueError(
-                f"controller.ramp_up_per_s: got {self.controller.ramp_up_per_s}; must not exceed "
-                f"stimulator.limits.max_slew_per_s = {self.stimulator.limits.max_slew_per_s}"
             )
         if self.safety.watchdog_stall_s < 2 * self.source.chunk_s:
             raise ValueError(
@@ -294,13 +211,60 @@ class Protocol(_Strict):
                     f"leaves only cue_s + iti_s[0] = {block.cue_s + block.iti_s[0]} s per trial"
                 )
         kinds = [block.kind for block in self.blocks]
-        if "closed_loop" in kinds and (
-            "fit" not in kinds or kinds.index("fit") > kinds.index("closed_loop")
-        ):
-            raise ValueError("blocks: a closed_loop block needs a fit block before it")
+        if "closed_loop" in kinds:
+            before = kinds[: kinds.index("closed_loop")]
+            if self.uses_decoder and "fit" not in before:
+                raise ValueError("blocks: a closed_loop block needs a fit block before it")
+            if not self.uses_decoder and "baseline" not in before:
+                raise ValueError(
+                    f"blocks: a {self.controller.kind} controller needs a baseline block before "
+                    "the closed loop (it sets the biomarker or phase-power reference)"
+                )
         if "fit" in kinds and "calibration" not in kinds[: kinds.index("fit")]:
             raise ValueError("blocks: a fit block needs a calibration block before it")
         return self
+
+    def _check_controller(self) -> None:
+        ctl, stim = self.controller, self.stimulator
+        classes = self.decoder.classes
+        if (
+            ctl.kind == "proportional"
+            and ctl.input == "decoder"
+            and ctl.target_class not in classes
+        ):
+            raise ValueError(
+                f"controller.target_class: got {ctl.target_class!r}; must be one "
+                f"of decoder.classes {list(classes)}"
+            )
+        if ctl.kind == "class_map" and len(ctl.amplitudes) != len(classes):
+            raise ValueError(
+                f"controller.amplitudes: got {len(ctl.amplitudes)} values; need one per class "
+                f"of decoder.classes {list(classes)}"
+            )
+        if ctl.peak > stim.limits.max_amplitude:
+            raise ValueError(
+                f"controller: asks for up to {ctl.peak}; must not exceed "
+                f"stimulator.limits.max_amplitude = {stim.limits.max_amplitude}"
+            )
+        ramp = getattr(ctl, "ramp_up_per_s", None)
+        if ramp is not None and stim.modality != "tms" and ramp > stim.limits.max_slew_per_s:
+            raise ValueError(
+                f"controller.ramp_up_per_s: got {ramp}; must not exceed "
+                f"stimulator.limits.max_slew_per_s = {stim.limits.max_slew_per_s}"
+            )
+        if ctl.kind == "phase" and stim.modality not in ("tms", "tacs"):
+            raise ValueError(
+                f"controller.kind: got 'phase', which fires pulses; stimulator.modality must be "
+                f"tms (pulses) or tacs (sine restarts), got {stim.modality!r}"
+            )
+        if ctl.kind != "phase" and stim.modality == "tms":
+            raise ValueError(
+                f"controller.kind: got {ctl.kind!r}; TMS fires single pulses, use the 'phase' "
+                "controller"
+            )
+        if ctl.kind == "phase" and self.source.kind == "virtual":
+            if ctl.band_hz[1] >= self.source.eeg_srate / 2:
+                raise ValueError(f"controller.band_hz: got {list(ctl.band_hz)}; above Nyquist")
 
     def _check_rates(self, sfreq: float) -> None:
         """Rate-dependent limits, known before the stream for a virtual source."""

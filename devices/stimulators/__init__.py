@@ -1,9 +1,41 @@
-"""Stimulators: simulated now, serial hardware behind the same base class later."""
+"""Stimulators: simulated, Magstim TMS over serial, open-hardware tES over serial, one lifecycle."""
 
-from devices.stimulators.base import StimCommand, Stimulator
+from devices.stimulators.base import StimCommand, Stimulator, StimulatorError
 from devices.stimulators.simulated import SimulatedStimulator
 
-STIMULATORS = {"simulated": SimulatedStimulator}
-"""Stimulator classes by the protocol's ``stimulator.kind``."""
+STIMULATOR_KINDS = ("simulated", "magstim", "tes")
+"""The protocol's ``stimulator.kind`` values."""
 
-__all__ = ["STIMULATORS", "SimulatedStimulator", "StimCommand", "Stimulator"]
+
+def open_stimulator(section) -> Stimulator:
+    """The (not yet connected) stimulator a protocol's ``[stimulator]`` section names.
+
+    Raises
+    ------
+    StimulatorError
+        A hardware stimulator without a port.
+    """
+    if section.kind == "simulated":
+        return SimulatedStimulator(section.modality)
+    if not section.port:
+        raise StimulatorError(
+            f"stimulator.port is empty: a {section.kind} stimulator needs its serial port, e.g. "
+            f"--set stimulator.port=/dev/ttyUSB0 (bci emulate {section.kind} prints one to try)"
+        )
+    if section.kind == "magstim":
+        from devices.stimulators.magstim import MagstimStimulator
+
+        return MagstimStimulator(section.port, max_power_pct=section.limits.max_amplitude)
+    from devices.stimulators.tes import TesStimulator
+
+    return TesStimulator(section.port, modality=section.modality)
+
+
+__all__ = [
+    "STIMULATOR_KINDS",
+    "SimulatedStimulator",
+    "StimCommand",
+    "Stimulator",
+    "StimulatorError",
+    "open_stimulator",
+]

@@ -11,6 +11,11 @@ import pylsl
 from bci.safety.ceilings import HARD_CEILINGS
 
 
+class StimulatorError(RuntimeError):
+    """The stimulator failed or stopped answering (port closed, error reply, read-back
+    mismatch). The engine latches its emergency stop and ends the session on it."""
+
+
 @dataclass(frozen=True)
 class StimCommand:
     """One command as written to a stimulator."""
@@ -20,7 +25,7 @@ class StimCommand:
     frequency_hz: float
     """tACS / pulse-train frequency, Hz."""
     pulses: int
-    """TMS pulses fired by this command."""
+    """Pulses delivered by this command (TMS pulse, or a tACS phase reset): 0 or 1."""
     write_time: float
     """``pylsl.local_clock()`` when the write completed, s."""
     sample_time: float
@@ -30,7 +35,13 @@ class StimCommand:
 class Stimulator(ABC):
     """``connect`` → ``start`` → ``write``... → ``stop`` → ``disconnect``; a context manager.
 
-    Only the safety governor calls :meth:`write`. ``stop`` always leaves the output at zero.
+    Only the safety governor's output reaches :meth:`write`. ``stop`` always leaves the output at
+    zero (TMS: disarmed); ``disconnect`` also releases the device (remote control off, port
+    closed) and never raises, so every exit path leaves the device safe.
+
+    Subclasses implement ``_connect``, ``_write`` and ``_disconnect`` and may override ``_start``
+    (e.g. arm, start a keep-alive) and ``_stop``. A background thread of a driver reports a
+    failure through :meth:`_fail`; the engine sees it at its next :meth:`poll` or write.
     """
 
     modality: str = "tdcs"
@@ -38,11 +49,18 @@ class Stimulator(ABC):
     def __init__(self) -> None:
         self._connected = False
         self._started = False
+        self._fault: StimulatorError | None = None
         self._reset()
 
     def _reset(self) -> None:
         self.last: StimCommand | None = None
         self.n_commands = 0
+        self.n_pulses = 0
+
+    @property
+    def connected(self) -> bool:
+        """Whether :meth:`connect` succeeded and :meth:`disconnect` has not run."""
+        return self._connected
 
     def connect(self) -> Stimulator:
         """Open the device; output at zero."""
@@ -50,6 +68,7 @@ class Stimulator(ABC):
             raise RuntimeError(
                 f"{type(self).__name__} is already connected; call disconnect() first."
             )
+        self._fault = None
         self._connect()
         self._connected = True
         return self
@@ -59,12 +78,32 @@ class Stimulator(ABC):
         if not self._connected:
             raise RuntimeError(f"{type(self).__name__} is not connected; call connect() first.")
         self._reset()
+        self._start()
         self._started = True
 
+    def poll(self) -> None:
+        """Raise the :class:`StimulatorError` a driver's background thread met, if any.
+
+        Cheap; the engine calls it every loop iteration.
+        """
+        if self._fault is not None:
+            raise self._fault
+
+    def telemetry(self) -> dict:
+        """The device's latest measurements (current, impedance, faults); empty if none."""
+        return {}
+
     def write(self, amplitude: float, frequency_hz: float, pulses: int, sample_time: float):
-        """Send one command; returns the :class:`StimCommand` with its write time."""
+        """Send one command; returns the :class:`StimCommand` with its write time.
+
+        Raises
+        ------
+        StimulatorError
+            The device failed; the output state is unknown, stop and disconnect.
+        """
         if not self._started:
             raise RuntimeError(f"{type(self).__name__} is not started; call start() first.")
+        self.poll()
         ceiling = HARD_CEILINGS[self.modality].max_amplitude
         # the governor already enforces this; the driver refuses it again as a last line
         if not (math.isfinite(amplitude) and abs(amplitude) <= ceiling):
@@ -77,38 +116,65 @@ class Stimulator(ABC):
                 f"frequency_hz must be finite and >= 0 and pulses 0 or 1, got "
                 f"{frequency_hz!r}, {pulses!r}; nothing was written."
             )
-        self._write(amplitude, frequency_hz, pulses)
+        delivered = self._write(amplitude, frequency_hz, pulses)
+        pulses = pulses if delivered is None else delivered
         command = StimCommand(amplitude, frequency_hz, pulses, pylsl.local_clock(), sample_time)
         self.last = command
         self.n_commands += 1
+        self.n_pulses += pulses
         return command
 
     def stop(self) -> None:
-        """Output to zero; idempotent."""
+        """Output to zero (TMS: disarm); idempotent. Raises :class:`StimulatorError` if the
+        device cannot confirm it."""
         if self._started:
-            self._write(0.0, 0.0, 0)
             self._started = False
+            self._stop()
 
     def disconnect(self) -> None:
-        """Stop if needed and release the device; idempotent."""
-        self.stop()
-        if self._connected:
-            self._disconnect()
-            self._connected = False
+        """Stop if needed and release the device; idempotent, never raises on a dead device
+        (a failure to stop is what the device's own watchdog is for)."""
+        try:
+            self.stop()
+        except StimulatorError:
+            pass
+        finally:
+            if self._connected:
+                self._connected = False
+                self._disconnect()
 
     def __enter__(self) -> Stimulator:
         self.connect()
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.disconnect()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
         self.disconnect()
 
+    def _fail(self, error: StimulatorError) -> None:
+        """Record a background thread's failure for the next :meth:`poll`."""
+        if self._fault is None:
+            self._fault = error
+
+    def _start(self) -> None:
+        """Device-specific start (arm, keep-alive); default nothing."""
+        return None
+
+    def _stop(self) -> None:
+        """Device-specific stop; default: write zero."""
+        self._write(0.0, 0.0, 0)
+
     @abstractmethod
     def _connect(self) -> None: ...
 
     @abstractmethod
-    def _write(self, amplitude: float, frequency_hz: float, pulses: int) -> None: ...
+    def _write(self, amplitude: float, frequency_hz: float, pulses: int) -> int | None:
+        """Send one command; return the pulses actually delivered (None: as asked)."""
 
     @abstractmethod
-    def _disconnect(self) -> None: ...
+    def _disconnect(self) -> None:
+        """Release the device and close the port; must not raise."""

@@ -1,0 +1,257 @@
+"""The engine's stimulation path: controller → governor → stimulator, the phase trigger, the
+emergency stop and the operator's commands. Used by the loop thread only."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pylsl
+
+from bci.control.class_map import ClassMapController, ClassMapSettings
+from bci.control.dual_threshold import DualThresholdController, DualThresholdSettings
+from bci.control.phase import PhaseTrigger, PhaseTriggerSettings, montage_weights, pipeline_sos
+from bci.control.proportional import ProportionalController, ProportionalSettings
+from bci.engine.control import ControlInbox
+from bci.protocol import Protocol
+from bci.safety.governor import Governor
+from devices.stimulators import StimCommand, Stimulator, StimulatorError
+
+_TELEMETRY_EVERY_S = 1.0
+
+
+def build_policy(protocol: Protocol):
+    """The protocol's amplitude policy (``policy(row, time) -> amplitude``); None for the
+    phase trigger, which fires pulses instead."""
+    ctl = protocol.controller
+    ramps = {"ramp_up_per_s": ctl.ramp_up_per_s, "ramp_down_per_s": ctl.ramp_down_per_s} \
+        if ctl.kind != "phase" else {}  # fmt: skip
+    if ctl.kind == "proportional":
+        index = protocol.decoder.classes.index(ctl.target_class) if ctl.input == "decoder" else 0
+        return ProportionalController(
+            ProportionalSettings(target_index=index, p_low=ctl.p_low, p_high=ctl.p_high,
+                                 floor=ctl.floor, ceiling=ctl.ceiling,
+                                 abstain_below=ctl.abstain_below, **ramps)
+        )  # fmt: skip
+    if ctl.kind == "dual_threshold":
+        return DualThresholdController(
+            DualThresholdSettings(lower=ctl.lower, upper=ctl.upper,
+                                  onset_windows=ctl.onset_windows,
+                                  termination_windows=ctl.termination_windows,
+                                  blanking_s=ctl.blanking_s, on_amplitude=ctl.on_amplitude,
+                                  **ramps)
+        )  # fmt: skip
+    if ctl.kind == "class_map":
+        return ClassMapController(
+            ClassMapSettings(amplitudes=tuple(ctl.amplitudes), abstain_below=ctl.abstain_below,
+                             **ramps)
+        )  # fmt: skip
+    return None
+
+
+def build_trigger(protocol: Protocol, sfreq: float, pipeline) -> tuple[PhaseTrigger, np.ndarray]:
+    """The phase trigger and the spatial weights that make its 1-D signal from the picks.
+
+    The trigger corrects the phase lag of the engine's causal preprocessing filters.
+    """
+    ctl = protocol.controller
+    trigger = PhaseTrigger(
+        PhaseTriggerSettings(sfreq=sfreq, band_hz=tuple(ctl.band_hz), method=ctl.method,
+                             window_s=ctl.window_s, target_deg=ctl.target_deg,
+                             power_percentile=ctl.power_percentile,
+                             refractory_s=ctl.refractory_s, max_lateness_deg=ctl.max_lateness_deg,
+                             upstream_sos=pipeline_sos(pipeline))
+    )  # fmt: skip
+    return trigger, montage_weights(protocol.preprocessing.picks, ctl.montage)
+
+
+class StimulationPath:
+    """What reaches the stimulator, and only through the governor.
+
+    Parameters
+    ----------
+    protocol : Protocol
+    stimulator : Stimulator
+        Connected and started.
+    outlets : SessionOutlets
+        Where commands are published.
+    commands : list
+        The engine record's command list (every :class:`StimCommand` is appended).
+    event : callable
+        ``event(kind, time, **detail)``: publish and record an event.
+    max_step_s : float
+        The governor's longest slew step (near the decision hop), s.
+    """
+
+    def __init__(self, protocol: Protocol, stimulator: Stimulator, outlets, commands: list,
+                 event: Callable, max_step_s: float) -> None:  # fmt: skip
+        self.protocol, self.stimulator, self.outlets = protocol, stimulator, outlets
+        self.commands, self._event = commands, event
+        self.governor = Governor(
+            protocol.stimulator.governor_settings(protocol.safety.stop_ramp_s, max_step_s)
+        )
+        self.policy = build_policy(protocol)
+        self.trigger: PhaseTrigger | None = None
+        self.failed: str | None = None
+        """Why the stimulator failed; nothing is written to it after that."""
+        self.pulse_latency_ms: list[float] = []
+        """Newest sample → write of every pulse fired, ms."""
+        self.stop_requested = False
+        self._phase = None
+        self._n_safety_events = 0
+        self._next_telemetry = -math.inf
+
+    # writing ---------------------------------------------------------------------------------
+    def write(self, amplitude: float, sample_time: float, pulses: int = 0) -> StimCommand | None:
+        """Write one governed command, publish and record it."""
+        if self.failed:
+            return None
+        freq = self.protocol.stimulator.frequency_hz if amplitude else 0.0
+        try:
+            command = self.stimulator.write(amplitude, freq, pulses, sample_time)
+        except StimulatorError as err:
+            self.fail(err)
+            raise
+        self.commands.append(command)
+        self.outlets.stimulation(command)
+        return command
+
+    def fail(self, err: Exception) -> None:
+        """The stimulator failed: latch the emergency stop, write nothing more to it."""
+        if self.failed is None:
+            self.failed = str(err)
+            self.governor.estop(f"stimulator failed: {err}", pylsl.local_clock())
+            self.publish_safety_events()
+
+    def hold_safe(self, now: float, sample_time: float) -> None:
+        """While the governor holds (a trip, a rest block, the E-stop), follow its ramp."""
+        amplitude = self.governor.tick(now)
+        last = self.stimulator.last
+        if last is not None and last.amplitude != amplitude:
+            self.write(amplitude, sample_time)
+        self.publish_safety_events()
+
+    def decide(self, row: np.ndarray, newest: float, stimulate: bool) -> None:
+        """One decision of an amplitude policy (a probability row or a biomarker row)."""
+        if self.policy is None:  # phase: the amplitude is a setting, pulses come from the trigger
+            requested = self.protocol.controller.amplitude if stimulate else 0.0
+        elif not np.isfinite(row).all():
+            self.governor.trip("decoder non-finite output", pylsl.local_clock())
+            requested = 0.0
+        else:
+            requested = self.policy(row, newest) if stimulate else 0.0
+        allowed = self.governor.request(requested, pylsl.local_clock())
+        last = self.stimulator.last
+        if self.policy is not None or last is None or last.amplitude != allowed:
+            self.write(allowed, newest)
+        self.publish_safety_events()
+
+    def reset_policy(self, amplitude: float | None = None) -> None:
+        """Start the policy over (a new block, a recovery: from the governor's output)."""
+        if self.policy is not None:
+            self.policy.reset(amplitude)
+        if self.trigger is not None:
+            self.trigger.reset()
+        self._phase = None
+
+    # the phase trigger -----------------------------------------------------------------------
+    def phase_update(self, signal: np.ndarray, newest: float) -> None:
+        """Read the newest window of the trigger's 1-D signal."""
+        self._phase = self.trigger(signal, newest)
+
+    def phase_tick(self, now: float, newest_sample: float, stimulate: bool) -> None:
+        """Fire when the predicted target phase is due (every loop iteration)."""
+        decision = self._phase
+        if decision is None or not stimulate or not self.trigger.should_fire(decision, now):
+            return
+        self._phase = None  # one attempt per prediction, fired or refused
+        amplitude = self.governor.request(self.protocol.controller.amplitude, now)
+        fire = self.governor.request_pulse(now)
+        command = self.write(amplitude, newest_sample, int(fire))
+        if command is not None and command.pulses:
+            self.trigger.fired(now)
+            self.pulse_latency_ms.append((command.write_time - newest_sample) * 1e3)
+        self.publish_safety_events()
+
+    # safety events, telemetry, operator commands ---------------------------------------------
+    def publish_safety_events(self) -> None:
+        fresh = self.governor.state.events[self._n_safety_events :]
+        for event in fresh:
+            self._event(f"safety.{event.kind}", event.time, detail=event.detail)
+        self._n_safety_events += len(fresh)
+
+    def poll(self, now: float) -> None:
+        """Check the device (a driver's keep-alive may have failed) and publish telemetry."""
+        if self.failed:
+            return
+        try:
+            self.stimulator.poll()
+        except StimulatorError as err:
+            self.fail(err)
+            raise
+        if now >= self._next_telemetry:
+            self._next_telemetry = now + _TELEMETRY_EVERY_S
+            telemetry = self.stimulator.telemetry()
+            if telemetry:
+                self._event("telemetry", now, **telemetry)
+
+    def estop(self, who: str, now: float, sample_time: float) -> None:
+        """Emergency stop: zero (TMS: disarm) now, latched until an operator re-arms."""
+        self.governor.estop(f"emergency stop by {who}", now)
+        self.reset_policy(0.0)
+        last = self.stimulator.last
+        if last is None or last.amplitude != 0.0:
+            self.write(0.0, sample_time)
+        self.publish_safety_events()
+
+    def serve(self, inbox: ControlInbox, now: float, sample_time: float, status: dict) -> None:
+        """Answer the operator commands waiting in ``inbox``."""
+        for command, future in inbox.drain():
+            who = str(command.get("who", "operator"))
+            cmd = command["cmd"]
+            if cmd == "estop":
+                self.estop(who, now, sample_time)
+                reply = {"ok": True, "estop": self.governor.state.estop}
+            elif cmd == "rearm" and command.get("confirm") is not True:
+                reply = {"ok": False, "error": "re-arming needs an explicit confirmation: send "
+                         "\"confirm\": true (bci control rearm --confirm)"}  # fmt: skip
+            elif cmd == "rearm":
+                if self.failed:
+                    reply = {"ok": False, "error": f"the stimulator failed ({self.failed}); "
+                             "it cannot be re-armed in this session"}  # fmt: skip
+                else:
+                    rearmed = self.governor.rearm(now, who)
+                    self.reset_policy(0.0)
+                    self.publish_safety_events()
+                    reply = {"ok": True, "rearmed": rearmed}
+            elif cmd == "stop":
+                self.stop_requested = True
+                reply = {"ok": True, "stopping": True}
+            else:
+                reply = {"ok": True, **status, **self.status()}
+            future.set_result(reply)
+
+    def status(self) -> dict:
+        """The stimulation state an operator needs at a glance."""
+        state = self.governor.state
+        return {
+            "amplitude": state.amplitude, "estop": state.estop, "tripped": state.tripped,
+            "limit": state.latched, "pulses": state.n_pulses, "charge_mC": state.charge_mc,
+            "stimulator_failed": self.failed,
+        }  # fmt: skip
+
+    def ramp_to_zero(self, wait: Callable[[float], object], sample_time: Callable[[], float]):
+        """End of session: follow the governor's stop ramp down to zero, then write zero."""
+        now = pylsl.local_clock()
+        self.governor.trip("session end", now, kind="hold")
+        deadline = now + self.protocol.safety.stop_ramp_s
+        try:
+            while self.governor.amplitude and now < deadline and not self.failed:
+                self.hold_safe(now, sample_time())
+                wait(0.01)  # the session is over: nothing else to serve
+                now = pylsl.local_clock()
+        finally:
+            if not self.failed:
+                self.write(0.0, sample_time())
+            self.publish_safety_events()

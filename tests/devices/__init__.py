@@ -1,0 +1,1 @@
+"""Serial stimulator drivers tested against their emulators on real pseudo-terminals."""
