@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
@@ -59,11 +61,16 @@ def cmd_run(args) -> int:
         return EXIT_BAD_INPUT
     protocol, text, path = loaded
     from bci.acquire import StreamNotFoundError
+    from bci.cli_stim import estop_on_ctrl_c
+    from bci.engine.control import ControlInbox
     from bci.engine.session import default_out_dir, run_session
 
     out = Path(args.out) if args.out else default_out_dir()
+    inbox, stop = ControlInbox(), threading.Event()
+    previous = estop_on_ctrl_c(inbox, stop)
     try:
-        summary, _ = run_session(protocol, path, text, out, max_minutes=args.minutes)
+        summary, _ = run_session(protocol, path, text, out, max_minutes=args.minutes, stop=stop,
+                                 inbox=inbox)  # fmt: skip
     except (StreamNotFoundError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -74,24 +81,42 @@ def cmd_run(args) -> int:
         print(f"error: {err}\nStimulation was stopped at zero; what was recorded is in {out}.",
               file=sys.stderr)  # fmt: skip
         return 1
-    dec, lat, stim = summary["decoder"], summary["latency_ms"], summary["stimulation"]
-    fit = dec["fit"] or {}
-    how = (
-        f"fine-tuned {fit['pretrained']} ({fit['strategy']})" if fit.get("pretrained") else "fitted"
-    )
-    accuracy = fit.get("holdout_accuracy", float("nan"))
-    print(
-        f"session done in {summary['duration_s']:.0f} s → {out}\n"
-        f"  decoder: {dec['kind']} {how} in {fit.get('seconds', float('nan')):.1f} s, "
-        f"held-out calibration accuracy {accuracy:.0%}, closed loop "
-        f"{dec['closed_loop_accuracy']:.0%} over {dec['n_trials']} trials\n"
-        f"  latency: p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, max {lat['max']:.2f} ms "
-        f"(n={lat['n']})\n"
-        f"  stimulation: {stim['commands']} commands, max {stim['max_amplitude_ma']:.2f} mA, "
-        f"{stim['charge_mC']:.1f} mC, {stim['clamped']} clamped\n"
-        f"  recording: {(summary['recording'] or {}).get('path', 'off')}"
-    )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    print(f"session done in {summary['duration_s']:.0f} s → {out}\n" + session_report(summary))
     return 0
+
+
+def session_report(summary: dict) -> str:
+    """The few lines an operator reads after a session."""
+    dec, lat, stim = summary["decoder"], summary["latency_ms"], summary["stimulation"]
+    lines = []
+    if dec["fit"]:
+        fit = dec["fit"]
+        how = f"fine-tuned {fit['pretrained']} ({fit['strategy']})" if fit.get("pretrained") \
+            else "fitted"  # fmt: skip
+        lines.append(
+            f"decoder: {dec['kind']} {how} in {fit.get('seconds', float('nan')):.1f} s, "
+            f"held-out calibration accuracy {fit.get('holdout_accuracy', float('nan')):.0%}, "
+            f"closed loop {dec['closed_loop_accuracy']:.0%} over {dec['n_trials']} trials"
+        )
+    lines.append(f"latency: p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, max "
+                 f"{lat['max']:.2f} ms (n={lat['n']})")  # fmt: skip
+    unit = stim["unit"]
+    line = (f"stimulation ({stim['controller']} → {stim['stimulator']} {stim['modality']}): "
+            f"{stim['commands']} commands, max {stim['max_amplitude_ma']:.2f} {unit}")  # fmt: skip
+    if unit == "mA":
+        line += f", {stim['charge_mC']:.1f} mC"
+    if stim["pulses"]:
+        pulse = stim["pulse_latency_ms"]
+        line += (f", {stim['pulses']} pulses (newest sample → write p50 {pulse['p50']:.2f} ms, "
+                 f"p99 {pulse['p99']:.2f} ms)")  # fmt: skip
+    lines.append(line + f", {stim['clamped']} clamped, {stim['refused']} refused")
+    for key, label in (("estop", "emergency stop"), ("dose_limit", "dose limit")):
+        if stim[key]:
+            lines.append(f"{label}: {stim[key]}")
+    lines.append(f"recording: {(summary['recording'] or {}).get('path', 'off')}")
+    return "\n".join("  " + line for line in lines)
 
 
 def cmd_demo(args) -> int:
@@ -254,9 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="cued trials the decoder is fitted on first (default 16)")  # fmt: skip
     lat.set_defaults(func=cmd_bench_latency)
 
+    from bci.cli_stim import add_stim_parsers
     from bci.cli_train import add_train_parser
 
     add_train_parser(sub)
+    add_stim_parsers(sub, bench_sub)
 
     dec = bench_sub.add_parser(
         "decoders", help="accuracy and inference time of every decoder (JSON + PNG)",

@@ -48,7 +48,10 @@ duration_s = 1
             "blocks: a closed_loop block needs a fit block",
         ),
         ("[[blocks]]\nkind = 'calibration'\ntrials = 2\n", "blocks.0.trials: got 2;"),
-        (MINIMAL + "[stimulator]\nmodality = 'tacs'\n", "stimulator.frequency_hz: must be within 0.1..150 Hz, got 0.0"),
+        (
+            MINIMAL + "[stimulator]\nmodality = 'tacs'\n",
+            "stimulator.frequency_hz: must be within 0.1..150 Hz, got 0.0",
+        ),
         ("this is = = not toml", "not valid TOML"),
     ],
 )

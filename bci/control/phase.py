@@ -24,7 +24,6 @@ from numbers import Integral, Real
 from typing import Literal
 
 import numpy as np
-from scipy import linalg as sla
 from scipy import signal as sps
 
 PhaseMethod = Literal["echt", "ar"]
@@ -133,13 +132,18 @@ class PhaseDecision:
 def _analytic_response(sfreq: float, band: tuple[float, float], order: int, n: int) -> np.ndarray:
     """FFT-domain ECHT response: one-sided (×2) spectrum times the causal band-pass's response."""
     b, a = sps.butter(order, band, btype="bandpass", fs=sfreq)
-    freqs = np.fft.fftfreq(n, d=1.0 / sfreq)
-    _, h = sps.freqz(b, a, worN=np.abs(freqs), fs=sfreq)
-    one_sided = np.where(freqs > 0, 2.0, 0.0)
-    one_sided[0] = 1.0
+    _, h = sps.freqz(b, a, worN=np.abs(np.fft.fftfreq(n, d=1.0 / sfreq)), fs=sfreq)
+    return _one_sided(n) * h
+
+
+def _one_sided(n: int) -> np.ndarray:
+    """FFT weights that make an analytic signal (as ``scipy.signal.hilbert``): 1, 2…2, 1, 0…0."""
+    weights = np.zeros(n)
+    weights[0] = 1.0
+    weights[1 : (n + 1) // 2] = 2.0
     if n % 2 == 0:
-        one_sided[n // 2] = 1.0
-    return one_sided * h
+        weights[n // 2] = 1.0
+    return weights
 
 
 class PhaseTrigger:
@@ -176,6 +180,8 @@ class PhaseTrigger:
             self._sos = sps.butter(2, s.band_hz, btype="bandpass", fs=s.sfreq, output="sos")
             self._zi = sps.sosfilt_zi(self._sos)
             self._pad = min(self._n - 1, round(_AR_PAD_S * s.sfreq))
+            self._toeplitz = np.abs(np.subtract.outer(np.arange(s.ar_order), np.arange(s.ar_order)))
+            self._one_sided = _one_sided(4 * self._edge)
             n_fit = (self._n - 1) // self._q + 1 - 2 * self._edge
             if n_fit < 3 * s.ar_order:
                 raise ValueError(
@@ -184,7 +190,6 @@ class PhaseTrigger:
                 )
         self._lag_rad = np.unwrap(np.angle(lag))
         self._span = max(2, round(_FREQ_SPAN_S * self._rate))
-        self._slope_x = np.arange(self._span) - (self._span - 1) / 2
         self._threshold = 0.0 if s.power_percentile == 0 else math.nan
         self._last_fired: float | None = None
 
@@ -221,11 +226,10 @@ class PhaseTrigger:
         """
         x = self._check(window)
         z, present = self._analytic(x)
-        tail = np.unwrap(np.angle(z[present - self._span + 1 : present + 1]))
-        slope = float(
-            np.dot(self._slope_x, tail - tail.mean()) / np.dot(self._slope_x, self._slope_x)
-        )
-        freq = slope * self._rate / (2 * math.pi)
+        tail = z[present - self._span + 1 : present + 1]
+        # Mean phase advance per sample, weighted by amplitude (no unwrapping needed).
+        step = float(np.angle(np.sum(tail[1:] * np.conj(tail[:-1]))))
+        freq = step * self._rate / (2 * math.pi)
         low, high = self.settings.band_hz
         if not low <= freq <= high:
             freq = self._centre  # a phase slip or no rhythm: fall back to the band's centre
@@ -253,14 +257,15 @@ class PhaseTrigger:
         r = np.correlate(past, past, mode="full")[past.size - 1 : past.size + p] / past.size
         if not r[0] > 0:
             return np.zeros(2 * edge, dtype=complex), edge - 1
-        coeffs = sla.solve_toeplitz(r[:p], r[1 : p + 1])
+        coeffs = np.linalg.solve(r[self._toeplitz], r[1 : p + 1])
         denominator = np.concatenate(([1.0], -coeffs))
-        state = sps.lfiltic([1.0], denominator, past[: -p - 1 : -1])
+        # lfilter's state after the past outputs, with zero input from here on (as lfiltic).
+        state = np.correlate(coeffs, past[: -p - 1 : -1], mode="full")[p - 1 :]
         # Predict one edge past the present, so that the present sits mid-way through the
         # Hilbert window and away from the transform's own end effects.
         predicted = sps.lfilter([1.0], denominator, np.zeros(2 * edge), zi=state)[0]
         stitched = np.concatenate((past[-2 * edge :], predicted))
-        return sps.hilbert(stitched), stitched.size - edge - 1
+        return np.fft.ifft(np.fft.fft(stitched) * self._one_sided), stitched.size - edge - 1
 
     def _zero_phase(self, x: np.ndarray) -> np.ndarray:
         """Forward-backward band-pass (as ``scipy.signal.sosfiltfilt``, odd extension), with

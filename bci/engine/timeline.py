@@ -45,8 +45,9 @@ def _trials(n: int, block: Block, rng: np.random.Generator, classes) -> tuple[Tr
 def plan_blocks(blocks: list[Block], seed: int, classes=CUE_CLASSES) -> list[PlannedBlock]:
     """Resolve each block's duration and its randomized, class-balanced cue schedule.
 
-    Calibration blocks last as long as their trials; closed-loop blocks with ``trials = 0``
-    hold as many cued trials as fit in ``duration_s``; fit blocks last as long as fitting takes.
+    Calibration blocks last as long as their trials; cued closed-loop blocks with
+    ``trials = 0`` hold as many cued trials as fit in ``duration_s``; fit blocks last as long
+    as fitting takes.
     """
     rng = np.random.default_rng(seed)
     planned = []
@@ -56,7 +57,7 @@ def plan_blocks(blocks: list[Block], seed: int, classes=CUE_CLASSES) -> list[Pla
         if block.kind == "calibration":
             trials = _trials(block.trials, block, rng, classes)
             duration = (trials[-1].stop_s + block.iti_s[0]) if trials else 0.0
-        elif block.kind == "closed_loop":
+        elif block.kind == "closed_loop" and block.cued:
             n = block.trials or int(duration // (block.cue_s + float(np.mean(block.iti_s))))
             trials = tuple(t for t in _trials(n, block, rng, classes) if t.stop_s <= duration)
         planned.append(PlannedBlock(index, block.kind, duration, trials, block.stimulate))

@@ -139,6 +139,9 @@ class Block(_Strict):
     """Rest between trials, drawn uniformly from this range, s."""
     stimulate: bool = True
     """Closed loop: drive the stimulator (False: decode only, sham)."""
+    cued: bool = True
+    """Closed loop: cue motor-imagery trials (False: free running, as phase-locked or
+    biomarker-driven stimulation at rest)."""
 
     @model_validator(mode="after")
     def _complete(self):

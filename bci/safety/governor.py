@@ -165,6 +165,8 @@ class Governor:
         self.state = GovernorState()
         s = settings
         self._low = -s.max_amplitude if s.signed else 0.0
+        self._current = HARD_CEILINGS[s.modality].unit == "mA"
+        """Whether the amplitude is a current whose charge counts (not a TMS intensity)."""
         self._ramp_from: tuple[float, float] | None = None
         """(amplitude, time) where the current ramp to zero started."""
 
@@ -201,7 +203,8 @@ class Governor:
             return 0.0
         if state.amplitude:
             held = min(elapsed, MAX_HOLD_S)  # the device zeroes a command held longer
-            state.charge_mc += abs(state.amplitude) * held  # mA · s = mC
+            if self._current:
+                state.charge_mc += abs(state.amplitude) * held  # mA · s = mC
             state.on_time_s += held
         state.time = time
         return elapsed

@@ -76,6 +76,7 @@ def _settings(modality: str, limits: dict) -> GovernorSettings:
 
 def check_sequence(modality: str, limits: dict, ops: list) -> None:
     s = _settings(modality, limits)
+    hard = HARD_CEILINGS[modality]
     gov = Governor(s)
     time = 1000.0
     clock = None  # the governor's view: the latest time seen
@@ -115,7 +116,7 @@ def check_sequence(modality: str, limits: dict, ops: list) -> None:
         elapsed = 0.0 if clock is None else max(time - clock, 0.0)
         clock = time if clock is None else max(clock, time)
         if previous:
-            charge += abs(previous) * min(elapsed, MAX_HOLD_S)
+            charge += abs(previous) * min(elapsed, MAX_HOLD_S) * (hard.unit == "mA")
             on_time += min(elapsed, MAX_HOLD_S)
         assert math.isfinite(out)
         assert abs(out) <= s.max_amplitude + 1e-12
