@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import time
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from bci.bench import machine_info
 from bci.decode import DECODERS, Decoder, DecoderInfo, InputSpec, select_inputs
 from bci.engine.fitting import fit_decoder, session_info
 from bci.protocol import Protocol, load_protocol
@@ -225,7 +225,7 @@ def run_decoder_bench(json_path: Path, quick: bool = False, progress: bool = Tru
             "pretrain_s": pretrain_s,
             "models": {kind: str(path) for kind, path in models.items()},
         },
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": machine_info(),
         "date": datetime.now().isoformat(timespec="seconds"),
         "seconds": time.perf_counter() - started,
     }

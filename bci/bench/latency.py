@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 import tempfile
 import uuid
 from datetime import datetime
@@ -13,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from bci.bench import machine_info
 from bci.engine.session import run_session
 from bci.protocol import load_protocol
 
@@ -68,12 +67,7 @@ def run_latency_bench(json_path: Path, seconds: float = 60.0, channels: int = 64
             "picks": list(protocol.preprocessing.picks),
         },
         "cpu_percent": {"engine": cpu},
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "processor": platform.processor(),
-        },
+        "machine": machine_info(),
         "date": datetime.now().isoformat(timespec="seconds"),
     }
     json_path.write_text(json.dumps(result, indent=2))

@@ -35,10 +35,13 @@ _FREQ_SPAN_S = 0.02  # phase slope span for the instantaneous frequency: a fifth
 _CALIBRATION_HOP_S = 0.01  # the engine's typical chunk interval
 
 
-def _number(name: str, value: object, low: float, high: float, unit: str = "") -> float:
-    ok = not isinstance(value, bool) and isinstance(value, Real) and math.isfinite(value)
-    if not ok or not low <= value <= high:
-        raise ValueError(f"{name} must be a number within [{low:g}, {high:g}]{unit}, got {value!r}")
+def _number(
+    name: str, value: object, low: float, high: float, unit: str = "", integer: bool = False
+) -> float:
+    kind = Integral if integer else Real
+    if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+        what = "an integer" if integer else "a number"
+        raise ValueError(f"{name} must be {what} within [{low:g}, {high:g}]{unit}, got {value!r}")
     return float(value)
 
 
@@ -65,8 +68,8 @@ class PhaseTriggerSettings:
     """Latest a pulse may come after the target phase and still fire, degrees, (0, 180]."""
     upstream_sos: tuple[tuple[float, ...], ...] = ()
     """Second-order sections of the causal filters the signal went through before the trigger
-    (the engine's notch and band-pass, see ``pipeline_sos``); their phase at the estimated
-    frequency is taken back out. Empty: none."""
+    (the engine's notch and band-pass: ``pipeline_sos``); their phase at the estimated frequency
+    is taken back out. Empty: none."""
     echt_order: int = 2
     """Butterworth order of the ECHT's causal band-pass (Schreglmann et al. 2021: 2)."""
     ar_order: int = 30
@@ -98,12 +101,8 @@ class PhaseTriggerSettings:
                 f"upstream_sos must be finite second-order sections, shape (n_sections, 6), "
                 f"got an array of shape {sos.shape}"
             )
-        if isinstance(self.echt_order, bool) or not isinstance(self.echt_order, Integral):
-            raise ValueError(f"echt_order must be an integer from 1 to 8, got {self.echt_order!r}")
-        _number("echt_order", self.echt_order, 1, 8)
-        if isinstance(self.ar_order, bool) or not isinstance(self.ar_order, Integral):
-            raise ValueError(f"ar_order must be an integer from 2 to 100, got {self.ar_order!r}")
-        _number("ar_order", self.ar_order, 2, 100)
+        _number("echt_order", self.echt_order, 1, 8, integer=True)
+        _number("ar_order", self.ar_order, 2, 100, integer=True)
         _number("ar_edge_s", self.ar_edge_s, 0.0, self.window_s / 4, " s (a quarter window)")
 
     @property
@@ -180,7 +179,8 @@ class PhaseTrigger:
             self._sos = sps.butter(2, s.band_hz, btype="bandpass", fs=s.sfreq, output="sos")
             self._zi = sps.sosfilt_zi(self._sos)
             self._pad = min(self._n - 1, round(_AR_PAD_S * s.sfreq))
-            self._toeplitz = np.abs(np.subtract.outer(np.arange(s.ar_order), np.arange(s.ar_order)))
+            lags = np.arange(s.ar_order)
+            self._toeplitz = np.abs(lags[:, np.newaxis] - lags)  # Yule-Walker matrix indices
             self._one_sided = _one_sided(4 * self._edge)
             n_fit = (self._n - 1) // self._q + 1 - 2 * self._edge
             if n_fit < 3 * s.ar_order:
@@ -395,17 +395,3 @@ def montage_weights(picks: Sequence[str], kind: MontageKind = "laplacian") -> np
     elif kind != "single":
         raise ValueError(f"kind must be 'laplacian' or 'single', got {kind!r}")
     return weights
-
-
-def pipeline_sos(stages: Sequence[object]) -> tuple[tuple[float, ...], ...]:
-    """Second-order sections of every causal IIR stage, for ``upstream_sos``.
-
-    Parameters
-    ----------
-    stages : sequence of stage, or a Pipeline
-        Stages with an ``sos`` attribute (``ButterworthFilter``, ``NotchFilter``) contribute
-        their sections; the others (picking, referencing) do not change phase and are skipped.
-    """
-    stages = getattr(stages, "stages", stages)
-    sections = [row for stage in stages if hasattr(stage, "sos") for row in stage.sos]
-    return tuple(tuple(float(v) for v in row) for row in sections)

@@ -9,6 +9,7 @@ phase the pulse hit.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -21,7 +22,6 @@ from bci.control.phase import (
     PhaseTrigger,
     PhaseTriggerSettings,
     montage_weights,
-    pipeline_sos,
 )
 from bci.engine.preprocess import eeg_pipeline
 from bci.protocol.schema import PreprocessingSection
@@ -51,6 +51,20 @@ def phase_preprocessing(picks: tuple[str, ...] = PHASE_PICKS) -> PreprocessingSe
     return PreprocessingSection(
         picks=list(picks), car=False, notch_hz=50, bandpass_hz=(1.0, 45.0), filter_order=2
     )
+
+
+def pipeline_sos(stages: Sequence[object]) -> tuple[tuple[float, ...], ...]:
+    """Second-order sections of every causal IIR stage, for ``upstream_sos``.
+
+    Parameters
+    ----------
+    stages : sequence of stage, or a Pipeline
+        Stages with an ``sos`` attribute (``ButterworthFilter``, ``NotchFilter``) contribute
+        their sections; the others (picking, referencing) do not change phase and are skipped.
+    """
+    stages = getattr(stages, "stages", stages)
+    sections = [row for stage in stages if hasattr(stage, "sos") for row in stage.sos]
+    return tuple(tuple(float(v) for v in row) for row in sections)
 
 
 def _circular_mean_deg(errors_rad: np.ndarray) -> tuple[float, float]:
