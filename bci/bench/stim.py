@@ -86,6 +86,9 @@ def _live_run(seconds: float, out_dir: Path) -> tuple[dict, object, Protocol, di
             f"session.prefix=bench-{uuid.uuid4().hex[:8]}",
             f"stimulator.port={emulator.port}",
             "control.address=tcp://127.0.0.1:0",
+            # the truth is read from the recorded EEG: keep it free of TMS artifacts and TEPs,
+            # which a zero-phase filter would smear back over the pulse
+            "source.listen=false",
             f"blocks.1.duration_s={seconds}",
             "blocks.2.duration_s=1",
         ]

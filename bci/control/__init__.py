@@ -12,6 +12,7 @@ from bci.control.phase import (
     PhaseTrigger,
     PhaseTriggerSettings,
     montage_weights,
+    pipeline_sos,
 )
 from bci.control.proportional import ProportionalController, ProportionalSettings
 from bci.control.ramp import RampLimiter, check_rate
@@ -29,4 +30,5 @@ __all__ = [
     "RampLimiter",
     "check_rate",
     "montage_weights",
+    "pipeline_sos",
 ]

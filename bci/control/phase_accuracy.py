@@ -9,7 +9,6 @@ phase the pulse hit.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -22,6 +21,7 @@ from bci.control.phase import (
     PhaseTrigger,
     PhaseTriggerSettings,
     montage_weights,
+    pipeline_sos,
 )
 from bci.engine.preprocess import eeg_pipeline
 from bci.protocol.schema import PreprocessingSection
@@ -51,20 +51,6 @@ def phase_preprocessing(picks: tuple[str, ...] = PHASE_PICKS) -> PreprocessingSe
     return PreprocessingSection(
         picks=list(picks), car=False, notch_hz=50, bandpass_hz=(1.0, 45.0), filter_order=2
     )
-
-
-def pipeline_sos(stages: Sequence[object]) -> tuple[tuple[float, ...], ...]:
-    """Second-order sections of every causal IIR stage, for ``upstream_sos``.
-
-    Parameters
-    ----------
-    stages : sequence of stage, or a Pipeline
-        Stages with an ``sos`` attribute (``ButterworthFilter``, ``NotchFilter``) contribute
-        their sections; the others (picking, referencing) do not change phase and are skipped.
-    """
-    stages = getattr(stages, "stages", stages)
-    sections = [row for stage in stages if hasattr(stage, "sos") for row in stage.sos]
-    return tuple(tuple(float(v) for v in row) for row in sections)
 
 
 def _circular_mean_deg(errors_rad: np.ndarray) -> tuple[float, float]:
@@ -161,7 +147,7 @@ def evaluate_phase_accuracy(
     target = math.radians(settings.target_deg)
     errors: list[float] = []
     decision = None
-    tick = n_base // round(tick_s * sfreq)  # loop ticks, counted as integers to stay exact
+    tick = math.floor(n_base / sfreq / tick_s + 1e-9)  # loop ticks, counted as integers
     start = n_base
     while start < n_total:
         stop = min(start + chunk, n_total)
@@ -193,7 +179,7 @@ def evaluate_phase_accuracy(
         "target_deg": settings.target_deg,
         "threshold": trigger.threshold,
         "mu_frequency_hz": params.rhythms.mu_frequency_hz,
-        "errors_deg": np.degrees(errors_rad),
+        "errors_deg": np.degrees(errors_rad).tolist(),
     }
 
 

@@ -56,13 +56,16 @@ class ControlServer:
     ----------
     inbox : ControlInbox
     address : str
-        ``tcp://host:port``; port 0 binds a free port (see :attr:`address` after start).
+        ``tcp://host:port``; port 0, or a port another process holds, binds a free port (see
+        :attr:`address` after start).
     """
 
     def __init__(self, inbox: ControlInbox, address: str) -> None:
         self.inbox = inbox
         self.requested = address
         self.address: str | None = None
+        self.taken: str | None = None
+        """The requested address, when another process held it and a free port was used."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -75,17 +78,21 @@ class ControlServer:
         self._socket.setsockopt(zmq.LINGER, 0)
         host, _, port = self.requested.rpartition(":")
         try:
-            if port == "0":
-                bound = self._socket.bind_to_random_port(host)
-                self.address = f"{host}:{bound}"
-            else:
+            if port != "0":
                 self._socket.bind(self.requested)
                 self.address = self.requested
         except zmq.ZMQError as err:
+            # another session holds the port: the session still gets a control channel, on a
+            # free port that it prints and publishes (the "control" event)
+            self.taken = f"{self.requested} ({err})"
+        try:
+            if self.address is None:
+                self.address = f"{host}:{self._socket.bind_to_random_port(host)}"
+        except zmq.ZMQError as err:
             self._socket.close()
             raise RuntimeError(
-                f"cannot open the control channel at {self.requested}: {err}; another session "
-                "may hold it: set --set control.address=tcp://127.0.0.1:0 for a free port"
+                f"cannot open the control channel on {host}: {err}; set control.address to a "
+                "local address such as tcp://127.0.0.1:5557"
             ) from None
         self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
         self._thread.start()

@@ -49,6 +49,8 @@ def virtual_subject_command(protocol: Protocol) -> list[str]:
         command.append("--no-fnirs")
     if src.sample_index:
         command.append("--sample-index")
+    if not src.listen:
+        command.append("--no-listen")
     return command
 
 
@@ -147,8 +149,9 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
             engine.control_address = server.start()
             stack.callback(server.stop)
             if progress:
-                print(f"control channel: {engine.control_address} "
-                      "(bci control estop|rearm|status|stop)", flush=True)  # fmt: skip
+                taken = f"; {server.taken} was taken" if server.taken else ""
+                print(f"control channel: {engine.control_address} (bci control "
+                      f"estop|rearm|status|stop --address ...){taken}", flush=True)  # fmt: skip
         if on_engine is not None:
             on_engine(engine)
         recorder = None

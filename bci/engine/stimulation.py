@@ -3,6 +3,7 @@ emergency stop and the operator's commands. Used by the loop thread only."""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 
@@ -11,7 +12,8 @@ import pylsl
 
 from bci.control.class_map import ClassMapController, ClassMapSettings
 from bci.control.dual_threshold import DualThresholdController, DualThresholdSettings
-from bci.control.phase import PhaseTrigger, PhaseTriggerSettings, montage_weights, pipeline_sos
+from bci.control.phase import PhaseTrigger, PhaseTriggerSettings, montage_weights
+from bci.control.phase_accuracy import pipeline_sos
 from bci.control.proportional import ProportionalController, ProportionalSettings
 from bci.engine.control import ControlInbox
 from bci.protocol import Protocol
@@ -19,6 +21,7 @@ from bci.safety.governor import Governor
 from devices.stimulators import StimCommand, Stimulator, StimulatorError
 
 _TELEMETRY_EVERY_S = 1.0
+_log = logging.getLogger("bci.safety")
 
 
 def build_policy(protocol: Protocol):
@@ -176,9 +179,13 @@ class StimulationPath:
 
     # safety events, telemetry, operator commands ---------------------------------------------
     def publish_safety_events(self) -> None:
+        """Log, publish and record the governor's new events."""
         fresh = self.governor.state.events[self._n_safety_events :]
         for event in fresh:
             self._event(f"safety.{event.kind}", event.time, detail=event.detail)
+            # clamps come at the decision rate while a ramp is limited: debug only
+            level = logging.DEBUG if event.kind in ("clamp", "hold", "recover") else logging.WARNING
+            _log.log(level, "safety %s: %s", event.kind, event.detail)
         self._n_safety_events += len(fresh)
 
     def poll(self, now: float) -> None:

@@ -47,6 +47,9 @@ class SourceSection(_Strict):
     """Virtual subject: also publish fNIRS."""
     line_freq: Literal[50, 60] = 50
     """Virtual subject: mains frequency, Hz."""
+    listen: bool = True
+    """Virtual subject: follow the session's cues and feel its stimulation (false: resting EEG
+    untouched by pulses, to score phase accuracy without stimulation artifacts)."""
     sample_index: bool = False
     """Virtual subject: append a sample-index channel (tests)."""
     chunk_s: Annotated[float, Field(ge=0.001, le=0.05)] = 0.01

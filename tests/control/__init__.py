@@ -1,0 +1,1 @@
+"""Tests of the stimulation policies and the phase-locked trigger (bci.control)."""
