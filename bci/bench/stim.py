@@ -114,7 +114,9 @@ def run_stim_bench(json_path: Path, seconds: float = 60.0) -> dict:
     offline = {}
     runs = [(method, seed) for method in ("echt", "ar") for seed in ACCURACY_SEEDS]
     for method, seed in tqdm(runs, desc="offline phase accuracy"):
-        offline[f"{method}/seed{seed}"] = evaluate_phase_accuracy(seed=seed, method=method)
+        offline[f"{method}/seed{seed}"] = evaluate_phase_accuracy(
+            seed=seed, method=method, power_percentile=protocol.controller.power_percentile
+        )
     accuracy = {"live_echt_magstim": live}
     for method in ("echt", "ar"):
         rows = [offline[f"{method}/seed{seed}"] for seed in ACCURACY_SEEDS]

@@ -2,10 +2,11 @@
 
 Causal phase estimators: ``"echt"``, the endpoint-corrected Hilbert transform (Schreglmann et
 al. 2021, Nat Commun 12:363: window FFT, negative frequencies zeroed, times a causal 2nd-order
-Butterworth band-pass's response, inverse FFT, newest sample, corrected by the filter's phase at
-the estimated frequency); ``"ar"``, AR forward prediction (Zrenner et al. 2018, Brain Stimul
-11:374: zero-phase band-pass, drop the distorted edges, Yule-Walker fit, predict past the edge,
-Hilbert transform, read the present). Cosine phase in degrees: 0° peak, ±180° trough.
+Butterworth band-pass's response, inverse FFT, newest sample); ``"ar"``, AR forward prediction
+(Zrenner et al. 2018, Brain Stimul 11:374: zero-phase band-pass, drop the distorted edges,
+Yule-Walker fit, predict past the edge, Hilbert transform, read the present). Each estimator's
+own phase error on clean sinusoids, and the upstream filters' phase, are taken back out at the
+estimated frequency. Cosine phase in degrees: 0° peak, ±180° trough.
 """
 
 from __future__ import annotations
@@ -22,15 +23,13 @@ from scipy import signal as sps
 PhaseMethod = Literal["echt", "ar"]
 MontageKind = Literal["laplacian", "single"]
 _METHODS = ("echt", "ar")
+_ECHT_ORDER = 2  # Schreglmann et al. 2021's causal band-pass: short delay, little to correct
 _AR_MAX_RATE_HZ = 500.0  # Zrenner 2018 fit the AR model at 500 Hz; higher rates only add cost
-_AR_PAD_S = 0.2  # odd-extension padding of the forward-backward filter: ~ its impulse response
 _FREQ_SPAN_S = 0.02  # phase slope span for the instantaneous frequency: a fifth of a 10 Hz cycle
 _CALIBRATION_HOP_S = 0.01  # the engine's typical chunk interval
 
 
-def _number(
-    name: str, value: object, low: float, high: float, unit: str = "", integer: bool = False
-) -> float:
+def _number(name: str, value: object, low: float, high: float, unit="", integer=False) -> float:
     kind = Integral if integer else Real
     if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
         what = "an integer" if integer else "a number"
@@ -63,8 +62,6 @@ class PhaseTriggerSettings:
     """Second-order sections of the causal filters the signal went through before the trigger
     (the engine's notch and band-pass; see ``pipeline_sos``); their phase at the estimated frequency
     is taken back out. Empty: none."""
-    echt_order: int = 2
-    """Butterworth order of the ECHT's causal band-pass (Schreglmann et al. 2021: 2)."""
     ar_order: int = 30
     """AR model order (``"ar"``), at the AR rate (<= 500 Hz)."""
     ar_edge_s: float = 0.064
@@ -89,11 +86,7 @@ class PhaseTriggerSettings:
         _number("max_lateness_deg", self.max_lateness_deg, 1e-9, 180.0, " degrees")
         sos = np.asarray(self.upstream_sos, dtype=np.float64)
         if sos.size and (sos.ndim != 2 or sos.shape[1] != 6 or not np.all(np.isfinite(sos))):
-            raise ValueError(
-                f"upstream_sos must be finite second-order sections, shape (n_sections, 6), "
-                f"got an array of shape {sos.shape}"
-            )
-        _number("echt_order", self.echt_order, 1, 8, integer=True)
+            raise ValueError(f"upstream_sos must be finite, shape (n, 6), got shape {sos.shape}")
         _number("ar_order", self.ar_order, 2, 100, integer=True)
         _number("ar_edge_s", self.ar_edge_s, 0.0, self.window_s / 4, " s (a quarter window)")
 
@@ -120,9 +113,9 @@ class PhaseDecision:
     gate is closed or within the refractory period."""
 
 
-def _analytic_response(sfreq: float, band: tuple[float, float], order: int, n: int) -> np.ndarray:
+def _analytic_response(sfreq: float, band: tuple[float, float], n: int) -> np.ndarray:
     """FFT-domain ECHT response: one-sided (×2) spectrum times the causal band-pass's response."""
-    b, a = sps.butter(order, band, btype="bandpass", fs=sfreq)
+    b, a = sps.butter(_ECHT_ORDER, band, btype="bandpass", fs=sfreq)
     return _one_sided(n) * sps.freqz(b, a, np.abs(np.fft.fftfreq(n, 1.0 / sfreq)), fs=sfreq)[1]
 
 
@@ -144,8 +137,8 @@ class PhaseTrigger:
 
     Notes
     -----
-    Responses, filter sections and phase corrections are computed once, here: a call costs a
-    few FFTs and no filter design (about 50 µs for ``"echt"``, 0.2 ms for ``"ar"`` at 1 kHz).
+    Responses, filter matrices and phase corrections are computed once, here (tens of ms): a
+    call costs a few FFTs and no filter design.
     """
 
     def __init__(self, settings: PhaseTriggerSettings) -> None:
@@ -154,32 +147,33 @@ class PhaseTrigger:
         low, high = s.band_hz
         self._centre = (low + high) / 2
         self._grid = np.linspace(low, high, 256)
-        lag = np.zeros(self._grid.size, dtype=complex) + 1.0
-        if s.upstream_sos:
-            lag *= sps.sosfreqz(np.asarray(s.upstream_sos), worN=self._grid, fs=s.sfreq)[1]
         if s.method == "echt":
-            self._response = _analytic_response(s.sfreq, s.band_hz, s.echt_order, self._n)
-            b, a = sps.butter(s.echt_order, s.band_hz, btype="bandpass", fs=s.sfreq)
-            lag *= sps.freqz(b, a, worN=self._grid, fs=s.sfreq)[1]
+            self._response = _analytic_response(s.sfreq, s.band_hz, self._n)
             self._rate = s.sfreq
         else:
             self._q = max(1, math.ceil(s.sfreq / _AR_MAX_RATE_HZ - 1e-9))
             self._rate = s.sfreq / self._q
             self._edge = max(1, round(s.ar_edge_s * self._rate))
-            self._sos = sps.butter(2, s.band_hz, btype="bandpass", fs=s.sfreq, output="sos")
-            self._zi = sps.sosfilt_zi(self._sos)
-            self._pad = min(self._n - 1, round(_AR_PAD_S * s.sfreq))
-            lags = np.arange(s.ar_order)
-            self._toeplitz = np.abs(lags[:, np.newaxis] - lags)  # Yule-Walker matrix indices
-            self._one_sided = _one_sided(4 * self._edge)
             n_fit = (self._n - 1) // self._q + 1 - 2 * self._edge
             if n_fit < 3 * s.ar_order:
                 raise ValueError(
-                    f"window_s={s.window_s} leaves {n_fit} samples at {self._rate:g} Hz for the "
-                    f"AR fit after dropping both edges; need >= 3·ar_order = {3 * s.ar_order}"
+                    f"window_s={s.window_s} leaves {n_fit} samples for the AR fit after the "
+                    f"edges; need >= 3·ar_order = {3 * s.ar_order}: lengthen window_s"
                 )
-        self._lag_rad = np.unwrap(np.angle(lag))
+            # Zero-phase band-pass (forward-backward, Gustafsson's initial conditions: the
+            # fewest edge transients on a short window) is linear in the window: one matrix,
+            # already decimated and without the edges.
+            b, a = sps.butter(2, s.band_hz, btype="bandpass", fs=s.sfreq)
+            rows = np.arange(self._n - 1, -1, -self._q)[::-1][self._edge : -self._edge]
+            self._past = sps.filtfilt(b, a, np.eye(self._n), axis=0, method="gust")[rows]
+            lags = np.arange(s.ar_order)
+            self._toeplitz = np.abs(lags[:, np.newaxis] - lags)  # Yule-Walker matrix indices
+            self._one_sided = _one_sided(4 * self._edge)
         self._span = max(2, round(_FREQ_SPAN_S * self._rate))
+        self._lag_rad = self._own_lag()
+        if s.upstream_sos:
+            upstream = sps.sosfreqz(np.asarray(s.upstream_sos), worN=self._grid, fs=s.sfreq)[1]
+            self._lag_rad += np.unwrap(np.angle(upstream))
         self._threshold = 0.0 if s.power_percentile == 0 else math.nan
         self._last_fired: float | None = None
 
@@ -214,34 +208,48 @@ class PhaseTrigger:
         amplitude : float
             Band amplitude, signal unit.
         """
-        x = self._check(window)
+        z, freq = self._raw(self._check(window))
+        low, high = self.settings.band_hz
+        if not low <= freq <= high:
+            freq = self._centre  # a phase slip or no rhythm: fall back to the band's centre
+        phase = float(np.angle(z)) - float(np.interp(freq, self._grid, self._lag_rad))
+        phase_deg = 180.0 - (180.0 - math.degrees(phase)) % 360.0
+        return phase_deg, freq, float(abs(z))
+
+    def _raw(self, x: np.ndarray) -> tuple[complex, float]:
+        """Uncorrected analytic value at the present, and the frequency, Hz."""
         z, present = self._analytic(x)
         tail = z[present - self._span + 1 : present + 1]
         # Mean phase advance per sample, weighted by amplitude (no unwrapping needed).
         step = float(np.angle(np.sum(tail[1:] * np.conj(tail[:-1]))))
-        freq = step * self._rate / (2 * math.pi)
-        low, high = self.settings.band_hz
-        if not low <= freq <= high:
-            freq = self._centre  # a phase slip or no rhythm: fall back to the band's centre
-        phase = float(np.angle(z[present])) - float(np.interp(freq, self._grid, self._lag_rad))
-        phase_deg = 180.0 - (180.0 - math.degrees(phase)) % 360.0
-        return phase_deg, freq, float(abs(z[present]))
+        return complex(z[present]), step * self._rate / (2 * math.pi)
+
+    def _own_lag(self) -> np.ndarray:
+        """Phase error on clean sinusoids, rad, on ``_grid`` by the frequency estimated for them:
+        mostly the ECHT's causal filter phase, or the ring of the AR path's zero-phase filter at
+        its edge that pulls the prediction to the band's centre. Known, so taken back out."""
+        t = np.arange(self._n) / self.settings.sfreq
+        starts = np.linspace(0, 2 * np.pi, 4, endpoint=False)
+        estimated, bias = [], []
+        for f in np.linspace(self._grid[0], self._grid[-1], 21):
+            raw = [self._raw(np.cos(2 * np.pi * f * t + start)) for start in starts]
+            truth = np.exp(1j * (2 * np.pi * f * t[-1] + starts))
+            bias.append(np.angle(np.sum([z for z, _ in raw] / truth)))
+            estimated.append(np.mean([freq for _, freq in raw]))
+        order = np.argsort(estimated)
+        return np.interp(self._grid, np.array(estimated)[order], np.unwrap(bias)[order])
 
     def _check(self, window: np.ndarray, name: str = "window") -> np.ndarray:
         x = np.asarray(window, dtype=np.float64)
         if x.ndim != 1 or x.shape[0] < self._n:
-            raise ValueError(
-                f"{name} must be 1-D with at least n_samples = {self._n} samples (window_s · "
-                f"sfreq), got an array of shape {x.shape}"
-            )
+            raise ValueError(f"{name} must be 1-D with >= {self._n} samples, got shape {x.shape}")
         return x[-self._n :] if name == "window" else x
 
     def _analytic(self, x: np.ndarray) -> tuple[np.ndarray, int]:
         """Analytic signal of the band and the index of the present in it."""
         if self.settings.method == "echt":
             return np.fft.ifft(np.fft.fft(x) * self._response), self._n - 1
-        y = self._zero_phase(x)[::-1][:: self._q][::-1]
-        past = y[self._edge : y.size - self._edge]
+        past = self._past @ x
         p, edge = self.settings.ar_order, self._edge
         # Biased autocorrelation: the Yule-Walker model it gives is always stable.
         r = np.correlate(past, past, mode="full")[past.size - 1 : past.size + p] / past.size
@@ -256,15 +264,6 @@ class PhaseTrigger:
         predicted = sps.lfilter([1.0], denominator, np.zeros(2 * edge), zi=state)[0]
         stitched = np.concatenate((past[-2 * edge :], predicted))
         return np.fft.ifft(np.fft.fft(stitched) * self._one_sided), stitched.size - edge - 1
-
-    def _zero_phase(self, x: np.ndarray) -> np.ndarray:
-        """Forward-backward band-pass (as ``scipy.signal.sosfiltfilt``, odd extension), with
-        the initial-state template computed once rather than per call."""
-        pad = self._pad
-        ext = np.concatenate((2 * x[0] - x[pad:0:-1], x, 2 * x[-1] - x[-2 : -pad - 2 : -1]))
-        y = sps.sosfilt(self._sos, ext, zi=self._zi * ext[0])[0][::-1]
-        y = sps.sosfilt(self._sos, y, zi=self._zi * y[0])[0][::-1]
-        return y[pad : y.size - pad]
 
     def calibrate(self, baseline: np.ndarray) -> float:
         """Set the amplitude gate from a baseline recording.
@@ -281,17 +280,13 @@ class PhaseTrigger:
 
         Notes
         -----
-        The amplitudes come from the same causal estimator as the live calls, slid over the
-        baseline every 10 ms, so the percentile is taken of exactly the quantity the gate
-        compares (a zero-phase envelope would differ in gain and smoothness).
+        The amplitudes come from the live estimator slid over the baseline every 10 ms, so the
+        percentile is of the very quantity the gate compares (a zero-phase envelope would not).
         """
         x = self._check(baseline, "baseline")
         hop = max(1, round(_CALIBRATION_HOP_S * self.settings.sfreq))
-        amplitudes = [
-            self.estimate(x[end - self._n : end])[2]
-            for end in range(self._n, x.shape[0] + 1, hop)
-            if np.all(np.isfinite(x[end - self._n : end]))
-        ]
+        windows = np.lib.stride_tricks.sliding_window_view(x, self._n)[::hop]
+        amplitudes = [self.estimate(w)[2] for w in windows if np.all(np.isfinite(w))]
         if not amplitudes:
             raise ValueError("baseline holds no window of finite samples; record it again")
         self._threshold = float(np.percentile(amplitudes, self.settings.power_percentile))
@@ -313,7 +308,7 @@ class PhaseTrigger:
             All nan and a closed gate when the window holds a non-finite sample.
         """
         x = self._check(window)
-        if not (np.all(np.isfinite(x)) and math.isfinite(newest_time)):
+        if not (np.all(np.isfinite(x)) and math.isfinite(newest_time)):  # nothing to act on
             return PhaseDecision(math.nan, math.nan, math.nan, False, math.nan)
         phase, freq, amplitude = self.estimate(x)
         gate_open = bool(amplitude >= self._threshold)  # nan threshold: closed
@@ -337,9 +332,7 @@ class PhaseTrigger:
         now : float
             Current time on the samples' clock, s.
         """
-        if not math.isfinite(decision.fire_at):
-            return False
-        if self._refractory(now):
+        if not math.isfinite(decision.fire_at) or self._refractory(now):
             return False
         late = now - decision.fire_at
         return 0.0 <= late <= self.settings.max_lateness_deg / (360.0 * decision.frequency_hz)
@@ -371,7 +364,7 @@ def montage_weights(picks: Sequence[str], kind: MontageKind = "laplacian") -> np
     weights : array, shape (n_picks,)
         ``signal = window @ weights`` for a window of shape (n_samples, n_picks).
     """
-    names = [picks] if isinstance(picks, str) else list(picks)
+    names = [] if isinstance(picks, str) else list(picks)
     if not names or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
         raise ValueError(f"picks must be distinct channel names, centre first, got {picks!r}")
     weights = np.zeros(len(names))

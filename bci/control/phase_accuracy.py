@@ -117,15 +117,14 @@ def evaluate_phase_accuracy(
     for name, value in (("latency_s", latency_s), ("tick_s", tick_s), ("chunk_s", chunk_s)):
         if not (math.isfinite(value) and value >= 0) or (name != "latency_s" and value == 0):
             raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+    settings = PhaseTriggerSettings(sfreq=sfreq, method=method, **overrides)
+    weights = montage_weights(PHASE_PICKS, montage)
     params = SubjectParams.from_seed(seed)
     subject = VirtualSubject(params, EegSettings(n_channels=n_channels, sfreq=sfreq), fnirs=None)
     n_total = round(duration_s * sfreq)
     raw = subject.eeg(n_total)
     names = subject.eeg_channel_names
-    weights = montage_weights(PHASE_PICKS, montage)
     pipeline = eeg_pipeline(phase_preprocessing(), names, sfreq)
-
-    settings = PhaseTriggerSettings(sfreq=sfreq, method=method, **overrides)
     if compensate_upstream:
         settings = replace(settings, upstream_sos=pipeline_sos(pipeline))
     trigger = PhaseTrigger(settings)

@@ -123,8 +123,8 @@ class Engine:
             )
         self._biomarker_scale = np.nan
         """Median band power of the baseline block (biomarker input)."""
-        # a decoder that has not answered for three hops (or a stall's time) is silent
-        self.decision_timeout_s = max(3 * pre.hop_s, protocol.safety.watchdog_stall_s)
+        # a decision is due every hop: one more than watchdog_stall_s (≤ 100 ms) late is silence
+        self.decision_timeout_s = pre.hop_s + protocol.safety.watchdog_stall_s
         self.stalled = False
         self.block: PlannedBlock | None = None
         self.elapsed_s = 0.0

@@ -12,8 +12,7 @@ import pylsl
 
 from bci.control.class_map import ClassMapController, ClassMapSettings
 from bci.control.dual_threshold import DualThresholdController, DualThresholdSettings
-from bci.control.phase import PhaseTrigger, PhaseTriggerSettings, montage_weights
-from bci.control.phase_accuracy import pipeline_sos
+from bci.control.phase import PhaseTrigger, PhaseTriggerSettings, montage_weights, pipeline_sos
 from bci.control.proportional import ProportionalController, ProportionalSettings
 from bci.engine.control import ControlInbox
 from bci.protocol import Protocol
@@ -201,7 +200,7 @@ class StimulationPath:
             self._next_telemetry = now + _TELEMETRY_EVERY_S
             telemetry = self.stimulator.telemetry()
             if telemetry:
-                self._event("telemetry", now, **telemetry)
+                self._event("telemetry", now, device=telemetry)
 
     def estop(self, who: str, now: float, sample_time: float) -> None:
         """Emergency stop: zero (TMS: disarm) now, latched until an operator re-arms."""

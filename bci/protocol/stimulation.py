@@ -115,8 +115,10 @@ class PhaseSection(_Strict):
     """Signal the estimator reads at each update, s."""
     target_deg: Annotated[float, Field(ge=-180, le=180)] = 180.0
     """Target phase, degrees of the cosine: 0 peak, ±180 trough."""
-    power_percentile: Annotated[float, Field(ge=0, lt=100)] = 50.0
-    """Fire only while band amplitude is above this percentile of the baseline block."""
+    power_percentile: Annotated[float, Field(ge=0, lt=100)] = 75.0
+    """Fire only while band amplitude is above this percentile of the baseline block (75: the
+    phase is reliable only where the rhythm stands out; at 50 the PLV on virtual subjects falls
+    to 0.64-0.73)."""
     refractory_s: Annotated[float, Field(ge=0, le=60)] = 1.0
     """Shortest time between triggers, s (TMS: the governor also enforces ≥ 1 s)."""
     max_lateness_deg: Annotated[float, Field(gt=0, le=90)] = 20.0
