@@ -173,7 +173,7 @@ def _plot(result: dict, latency_ms, phases_deg, cost_us, path: Path) -> None:
     polar = fig.add_subplot(2, 2, 2, projection="polar")
     live = result["phase_accuracy"]["live_echt_magstim"]
     polar.hist(np.deg2rad(phases_deg), bins=36, color="tab:purple")
-    polar.set_title(f"Live pulse phases (target 180° = trough): mean error "
+    polar.set_title(f"Live pulse phases (target 180° = trough)\nmean error "
                     f"{live['mean_error_deg']:+.1f}°, PLV {live['plv']:.2f}")  # fmt: skip
     ax = fig.add_subplot(2, 2, 3)
     keys = list(result["phase_accuracy_per_subject"])
