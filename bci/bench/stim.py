@@ -15,52 +15,18 @@ import numpy as np
 from tqdm import tqdm
 
 from bci.bench import machine_info
-from bci.control.phase import montage_weights
-from bci.control.phase_accuracy import evaluate_phase_accuracy
+from bci.control.phase_accuracy import (
+    circular_error,
+    evaluate_phase_accuracy,
+    recorded_pulse_phases,
+)
 from bci.engine.session import run_session
 from bci.engine.summary import latency_stats
 from bci.protocol import Protocol, load_protocol
 from bci.safety.governor import Governor, GovernorSettings
-from bci.streams import STIM_CHANNELS, stream_names
 
 ACCURACY_SEEDS = (0, 1, 2, 3, 4)
 """Virtual subjects of the offline phase-accuracy runs."""
-
-
-def circular_error(phases_deg: np.ndarray, target_deg: float) -> dict:
-    """Circular mean error (degrees, in (-180, 180]) and phase-locking value of phases hit
-    against a target."""
-    phases = np.deg2rad(np.asarray(phases_deg, dtype=float) - target_deg)
-    if phases.size == 0:
-        return {"mean_error_deg": float("nan"), "plv": float("nan"), "n_triggers": 0}
-    mean = np.mean(np.exp(1j * phases))
-    return {"mean_error_deg": float(np.rad2deg(np.angle(mean))), "plv": float(np.abs(mean)),
-            "n_triggers": int(phases.size)}  # fmt: skip
-
-
-def recorded_pulse_phases(xdf_path: Path, protocol: Protocol) -> np.ndarray:
-    """The true phase (degrees) of the protocol's phase signal at each pulse of a recorded
-    session: the raw EEG's montage signal, zero-phase band-passed (``sosfiltfilt``) and
-    Hilbert-transformed offline, read at each pulse's write time."""
-    import pyxdf
-    from scipy.signal import butter, hilbert, sosfiltfilt
-
-    names = stream_names(protocol.session.prefix)
-    streams, _ = pyxdf.load_xdf(str(xdf_path), synchronize_clocks=True)
-    by_name = {s["info"]["name"][0]: s for s in streams}
-    eeg, stim = by_name[names["eeg"]], by_name[names["stim"]]
-    labels = [ch["label"][0] for ch in eeg["info"]["desc"][0]["channels"][0]["channel"]]
-    picks = protocol.preprocessing.picks
-    data = np.asarray(eeg["time_series"])[:, [labels.index(name) for name in picks]]
-    signal = data @ montage_weights(picks, protocol.controller.montage)
-    sfreq = float(eeg["info"]["nominal_srate"][0])
-    sos = butter(4, protocol.controller.band_hz, btype="bandpass", fs=sfreq, output="sos")
-    phase = np.unwrap(np.angle(hilbert(sosfiltfilt(sos, signal))))
-    pulses = np.asarray(stim["time_series"])[:, STIM_CHANNELS.index("pulses")] > 0
-    times = np.asarray(stim["time_stamps"])[pulses]
-    times = times[(times > eeg["time_stamps"][0] + 1) & (times < eeg["time_stamps"][-1] - 1)]
-    hit = np.interp(times, eeg["time_stamps"], phase)
-    return np.rad2deg(np.angle(np.exp(1j * hit)))
 
 
 def governor_cost_us(n: int = 100_000, seed: int = 0) -> np.ndarray:
@@ -86,8 +52,8 @@ def _live_run(seconds: float, out_dir: Path) -> tuple[dict, object, Protocol, di
             f"session.prefix=bench-{uuid.uuid4().hex[:8]}",
             f"stimulator.port={emulator.port}",
             "control.address=tcp://127.0.0.1:0",
-            # the truth is read from the recorded EEG: keep it free of TMS artifacts and TEPs,
-            # which a zero-phase filter would smear back over the pulse
+            # the truth is read from the recorded EEG: keep it free of TMS artifacts and TEPs
+            # rather than bridging them
             "source.listen=false",
             f"blocks.1.duration_s={seconds}",
             "blocks.2.duration_s=1",
@@ -110,7 +76,8 @@ def run_stim_bench(json_path: Path, seconds: float = 60.0) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         summary, record, protocol, device = _live_run(seconds, Path(tmp))
         phases = recorded_pulse_phases(Path(summary["recording"]["path"]), protocol)
-    live = circular_error(phases, protocol.controller.target_deg)
+    error, plv = circular_error(phases, protocol.controller.target_deg)
+    live = {"mean_error_deg": error, "plv": plv, "n_triggers": int(phases.size)}
     offline = {}
     runs = [(method, seed) for method in ("echt", "ar") for seed in ACCURACY_SEEDS]
     for method, seed in tqdm(runs, desc="offline phase accuracy"):

@@ -53,9 +53,62 @@ def phase_preprocessing(picks: tuple[str, ...] = PHASE_PICKS) -> PreprocessingSe
     )
 
 
-def _circular_mean_deg(errors_rad: np.ndarray) -> tuple[float, float]:
-    mean = np.mean(np.exp(1j * errors_rad)) if errors_rad.size else complex(math.nan, math.nan)
+def circular_error(phases_deg, target_deg: float = 0.0) -> tuple[float, float]:
+    """Circular mean error against ``target_deg`` (degrees, in (-180, 180]) and phase-locking
+    value (0–1) of the phases a trigger hit; nan for none."""
+    errors = np.deg2rad(np.asarray(phases_deg, dtype=float) - target_deg)
+    mean = np.mean(np.exp(1j * errors)) if errors.size else complex(math.nan, math.nan)
     return math.degrees(np.angle(mean)), float(abs(mean))
+
+
+PULSE_ARTIFACT_S = (-0.005, 0.4)
+"""Around each TMS pulse, the virtual subject's artifact and evoked potential, s."""
+
+
+def recorded_pulse_phases(xdf_path, protocol, blank_s=PULSE_ARTIFACT_S) -> np.ndarray:
+    """The true phase (degrees) at each pulse of a recorded phase-locked session.
+
+    The raw EEG of the XDF is turned into the protocol's montage signal; each pulse's
+    ``blank_s`` window is replaced by a straight line (a zero-phase filter would smear the
+    artifact back onto the pulse); the signal is zero-phase band-passed (the controller's band)
+    and Hilbert-transformed offline; its phase is read at each pulse's write time.
+
+    Parameters
+    ----------
+    xdf_path : str or Path
+        The session's recording.
+    protocol : Protocol
+        The session's protocol (prefix, picks, controller band and montage).
+    blank_s : tuple of float or None
+        Window around each pulse to bridge, s; None keeps the signal as recorded.
+    """
+    import pyxdf
+
+    from bci.streams import STIM_CHANNELS, stream_names
+
+    names = stream_names(protocol.session.prefix)
+    streams, _ = pyxdf.load_xdf(str(xdf_path), synchronize_clocks=True)
+    by_name = {stream["info"]["name"][0]: stream for stream in streams}
+    eeg, stim = by_name[names["eeg"]], by_name[names["stim"]]
+    labels = [ch["label"][0] for ch in eeg["info"]["desc"][0]["channels"][0]["channel"]]
+    picks = protocol.preprocessing.picks
+    data = np.asarray(eeg["time_series"], dtype=float)[:, [labels.index(c) for c in picks]]
+    signal = data @ montage_weights(picks, protocol.controller.montage)
+    times = np.asarray(eeg["time_stamps"])
+    pulses = np.asarray(stim["time_series"])[:, STIM_CHANNELS.index("pulses")] > 0
+    pulse_times = np.asarray(stim["time_stamps"])[pulses]
+    for pulse in pulse_times if blank_s is not None else ():
+        start, stop = np.searchsorted(times, pulse + np.asarray(blank_s))
+        start, stop = max(start, 1), min(stop, len(times) - 1)
+        signal[start:stop] = np.linspace(signal[start - 1], signal[stop], stop - start)
+    sfreq = float(eeg["info"]["nominal_srate"][0])
+    sos = sps.butter(_TRUTH_ORDER, protocol.controller.band_hz, btype="bandpass", fs=sfreq,
+                     output="sos")  # fmt: skip
+    phase = np.angle(sps.hilbert(sps.sosfiltfilt(sos, signal)))
+    # interpolate on the unit circle: the phase wraps between samples
+    cos = np.interp(pulse_times, times, np.cos(phase))
+    sin = np.interp(pulse_times, times, np.sin(phase))
+    return np.degrees(np.angle(cos + 1j * sin))
 
 
 def evaluate_phase_accuracy(
@@ -166,7 +219,7 @@ def evaluate_phase_accuracy(
         start = stop
 
     errors_rad = np.asarray(errors)
-    mean_error, plv = _circular_mean_deg(errors_rad)
+    mean_error, plv = circular_error(np.degrees(errors_rad))
     return {
         "mean_error_deg": mean_error,
         "plv": plv,

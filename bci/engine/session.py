@@ -63,8 +63,13 @@ class VirtualSubjectProcess:
 
     def __enter__(self) -> VirtualSubjectProcess:
         self._log = open(self.log_path, "w")
+        # its own session: a terminal's Ctrl-C (the engine's emergency stop) must not reach it
         self.process = subprocess.Popen(
-            self.command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            self.command,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         return self
 

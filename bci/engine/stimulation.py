@@ -167,12 +167,14 @@ class StimulationPath:
         decision = self._phase
         if decision is None or not stimulate or not self.trigger.should_fire(decision, now):
             return
-        self._phase = None  # one attempt per prediction, fired or refused
+        # one attempt per crossing: the refractory period starts at every attempt, delivered or
+        # refused (governor, device still charging), so the next chunk does not retry it
+        self._phase = None
+        self.trigger.fired(now)
         amplitude = self.governor.request(self.protocol.controller.amplitude, now)
         fire = self.governor.request_pulse(now)
         command = self.write(amplitude, newest_sample, int(fire))
         if command is not None and command.pulses:
-            self.trigger.fired(now)
             self.pulse_latency_ms.append((command.write_time - newest_sample) * 1e3)
         self.publish_safety_events()
 
@@ -243,7 +245,8 @@ class StimulationPath:
         state = self.governor.state
         return {
             "amplitude": state.amplitude, "estop": state.estop, "tripped": state.tripped,
-            "limit": state.latched, "pulses": state.n_pulses, "charge_mC": state.charge_mc,
+            "limit": state.latched, "pulses": self.stimulator.n_pulses,
+            "charge_mC": state.charge_mc,
             "stimulator_failed": self.failed,
         }  # fmt: skip
 
