@@ -6,7 +6,9 @@ from bci.cli import main
 from bci.protocol import ProtocolError, apply_overrides, load_protocol
 
 
-@pytest.mark.parametrize("name", ["demo", "mi_tdcs"])
+@pytest.mark.parametrize(
+    "name", ["demo", "mi_tdcs", "mu_trough_tms", "alpha_phase_tacs", "beta_adaptive"]
+)
 def test_bundled_protocols_are_valid(name, capsys):
     assert main(["check", name]) == 0
     assert "OK" in capsys.readouterr().out
@@ -53,6 +55,44 @@ duration_s = 1
             "stimulator.frequency_hz: must be within 0.1..150 Hz, got 0.0",
         ),
         ("this is = = not toml", "not valid TOML"),
+        (
+            MINIMAL + "[stimulator]\nkind = 'magstim'\n",
+            "stimulator.modality: got 'tdcs'; a magstim stimulator does tms",
+        ),
+        (
+            MINIMAL + "[stimulator.limits]\nmax_charge_mc = 8000\n",
+            "stimulator.limits.max_charge_mc: must be within 0..7200 mC, got 8000",
+        ),
+        (
+            MINIMAL + "[stimulator]\nmodality = 'tms'\n[stimulator.limits]\nmin_pulse_interval_s"
+            " = 0.5\nmax_amplitude = 50\n[controller]\nkind = 'phase'\namplitude = 40\n",
+            "stimulator.limits.min_pulse_interval_s: must be within 1..inf s, got 0.5",
+        ),
+        (
+            MINIMAL + "[controller]\nkind = 'phase'\n",
+            "controller.kind: got 'phase', which fires pulses; stimulator.modality must be tms",
+        ),
+        (
+            MINIMAL + "[stimulator]\nmodality = 'tms'\n",
+            "controller.kind: got 'proportional'; TMS fires single pulses",
+        ),
+        (
+            MINIMAL + "[controller]\nkind = 'dual_threshold'\nlower = 2\nupper = 1\n",
+            "controller.lower: got 2.0; must not exceed upper = 1.0",
+        ),
+        (
+            MINIMAL + "[controller]\nkind = 'class_map'\namplitudes = [0, 1, 2]\n",
+            "controller.amplitudes: got 3 values; need one per class",
+        ),
+        (
+            MINIMAL + "[controller]\nkind = 'class_map'\namplitudes = [0, 3]\n",
+            "controller: asks for up to 3.0; must not exceed stimulator.limits.max_amplitude",
+        ),
+        (
+            "[controller]\nkind = 'dual_threshold'\n[[blocks]]\nkind = 'closed_loop'\n"
+            "duration_s = 10\n",
+            "blocks: a dual_threshold controller needs a baseline block before the closed loop",
+        ),
     ],
 )
 def test_malformed_protocol_gives_one_clear_line_and_exit_2(tmp_path, capsys, toml, expected):

@@ -269,3 +269,26 @@ def test_killed_engine_leaves_the_tes_output_off(unique_name, tmp_path):
             with contextlib.suppress(ProcessLookupError):  # the orphaned virtual subject
                 os.killpg(engine.pid, signal.SIGKILL)
             engine.wait()
+
+
+# --- biomarker-driven stimulation -------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_beta_adaptive_switches_a_pulse_train_on_beta_power_with_hysteresis(unique_name, tmp_path):
+    # thresholds low enough that resting beta crosses them within seconds
+    overrides = session_overrides(
+        unique_name, "blocks.0.duration_s=8", "blocks.1.duration_s=20", "blocks.2.duration_s=1",
+        "controller.lower=0.8", "controller.upper=1.1", "controller.blanking_s=0.5",
+    )  # fmt: skip
+    protocol, text = load_protocol("beta_adaptive", overrides)
+    summary, record = run_session(protocol, "test", text, tmp_path, progress=False)
+    baseline = next(e for e in record.events if e["kind"] == "baseline")
+    assert baseline["biomarker_median"] > 0
+    values = np.array([v for _, v in record.biomarker])
+    assert len(values) > 150 and 0.2 < np.median(values) < 5  # relative to the baseline median
+    amplitudes = np.array([c.amplitude for c in record.commands])
+    assert amplitudes.max() > 0 and amplitudes.max() <= protocol.controller.on_amplitude
+    assert all(c.frequency_hz == 130.0 for c in record.commands if c.amplitude)
+    assert amplitudes[-1] == 0.0 and summary["stimulation"]["controller"] == "dual_threshold"
+    assert (tmp_path / "summary.png").exists()
