@@ -66,11 +66,11 @@ def cmd_run(args) -> int:
     from bci.engine.session import default_out_dir, run_session
 
     out = Path(args.out) if args.out else default_out_dir()
-    inbox, stop = ControlInbox(), threading.Event()
-    previous = estop_on_ctrl_c(inbox, stop)
+    inbox, stop, engines = ControlInbox(), threading.Event(), []
+    previous = estop_on_ctrl_c(inbox, stop, lambda: bool(engines) and engines[0].governor.estopped)
     try:
         summary, _ = run_session(protocol, path, text, out, max_minutes=args.minutes, stop=stop,
-                                 inbox=inbox)  # fmt: skip
+                                 inbox=inbox, on_engine=engines.append)  # fmt: skip
     except (StreamNotFoundError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -7,37 +7,36 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
 DEFAULT_CONTROL = "tcp://127.0.0.1:5557"
 
 
-def estop_on_ctrl_c(inbox, stop: threading.Event):
-    """Make Ctrl-C an emergency stop: the first press latches it (output zero, TMS disarmed,
-    recording goes on), the second ends the session cleanly, a third aborts.
+def estop_on_ctrl_c(inbox, stop: threading.Event, latched: Callable[[], bool]):
+    """Make Ctrl-C an emergency stop: a press zeroes the output (TMS: disarms) and latches it
+    while the session keeps recording; a press while the stop is latched ends the session
+    cleanly; a press after that aborts. After a re-arm, Ctrl-C is an emergency stop again.
 
-    Returns the previous SIGINT handler (restore it with ``signal.signal``).
+    ``latched()`` tells whether the engine holds an emergency stop now. Returns the previous
+    SIGINT handler (restore it with ``signal.signal``).
     """
-    presses = 0
 
     def handler(signum, frame) -> None:
-        nonlocal presses
-        presses += 1
-        if presses == 1:
-            inbox.post({"cmd": "estop", "who": "Ctrl-C"})
-            print(
-                "\nEMERGENCY STOP latched: output at zero, TMS disarmed; the session keeps "
-                "recording.\n  re-arm: bci control rearm --confirm   end the session: Ctrl-C "
-                "again",
-                file=sys.stderr,
-                flush=True,
-            )
-        elif presses == 2:
-            stop.set()
-            print("ending the session (stimulation stays at zero)...", file=sys.stderr)
-        else:
+        if stop.is_set():
             raise KeyboardInterrupt
+        if latched():
+            stop.set()
+            print("ending the session (the output stays at zero)...", file=sys.stderr)
+            return
+        inbox.post({"cmd": "estop", "who": "Ctrl-C"})
+        print(
+            "\nEMERGENCY STOP: output to zero, TMS disarmed, latched; the session keeps "
+            "recording.\n  re-arm: bci control rearm --confirm   end the session: Ctrl-C again",
+            file=sys.stderr,
+            flush=True,
+        )
 
     return signal.signal(signal.SIGINT, handler)
 
@@ -80,6 +79,9 @@ def cmd_control(args) -> int:
         command["confirm"] = True
     try:
         reply = send_command(args.address, command, timeout_s=args.timeout)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except TimeoutError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -3,6 +3,7 @@ stimulation amplitude between a floor and a ceiling, with separate up and down r
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,9 +41,11 @@ class ProportionalSettings:
             raise ValueError(f"target_index must be an integer >= 0, got {self.target_index!r}")
         if self.target_index < 0:
             raise ValueError(f"target_index must be an integer >= 0, got {self.target_index!r}")
-        if not 0 <= self.p_low < self.p_high <= 1:
+        # a biomarker relative to its baseline may exceed 1; a probability row never reaches
+        # a p_high above 1, which the protocol refuses for decoder input
+        if not (0 <= self.p_low < self.p_high and math.isfinite(self.p_high)):
             raise ValueError(
-                f"p_low and p_high must satisfy 0 <= p_low < p_high <= 1, got p_low="
+                f"p_low and p_high must satisfy 0 <= p_low < p_high (finite), got p_low="
                 f"{self.p_low}, p_high={self.p_high}."
             )
         if not 0 <= self.floor <= self.ceiling:

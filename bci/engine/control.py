@@ -56,16 +56,13 @@ class ControlServer:
     ----------
     inbox : ControlInbox
     address : str
-        ``tcp://host:port``; port 0, or a port another process holds, binds a free port (see
-        :attr:`address` after start).
+        ``tcp://host:port``; port 0 binds a free port (see :attr:`address` after start).
     """
 
     def __init__(self, inbox: ControlInbox, address: str) -> None:
         self.inbox = inbox
         self.requested = address
         self.address: str | None = None
-        self.taken: str | None = None
-        """The requested address, when another process held it and a free port was used."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -78,21 +75,19 @@ class ControlServer:
         self._socket.setsockopt(zmq.LINGER, 0)
         host, _, port = self.requested.rpartition(":")
         try:
-            if port != "0":
+            if port == "0":
+                self.address = f"{host}:{self._socket.bind_to_random_port(host)}"
+            else:
                 self._socket.bind(self.requested)
                 self.address = self.requested
         except zmq.ZMQError as err:
-            # another session holds the port: the session still gets a control channel, on a
-            # free port that it prints and publishes (the "control" event)
-            self.taken = f"{self.requested} ({err})"
-        try:
-            if self.address is None:
-                self.address = f"{host}:{self._socket.bind_to_random_port(host)}"
-        except zmq.ZMQError as err:
             self._socket.close()
+            # no silent fallback: `bci control` aimed at this address would reach the other
+            # session holding it
             raise RuntimeError(
-                f"cannot open the control channel on {host}: {err}; set control.address to a "
-                "local address such as tcp://127.0.0.1:5557"
+                f"cannot open the control channel at {self.requested}: {err}. Another session "
+                "may hold it: give this one its own, e.g. --set control.address="
+                "tcp://127.0.0.1:5558, or tcp://127.0.0.1:0 for a free port (printed at start)"
             ) from None
         self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
         self._thread.start()
@@ -107,14 +102,20 @@ class ControlServer:
             if not poller.poll(50):
                 continue
             raw = self._socket.recv()
+            future = None
             try:
                 future = self.inbox.post(json.loads(raw))
                 reply = future.result(timeout=_REPLY_TIMEOUT_S)
             except ValueError as err:
                 reply = {"ok": False, "error": str(err)}
             except TimeoutError:
-                reply = {"ok": False, "error": "the engine did not answer within 2 s"}
-            self._socket.send_string(json.dumps(reply))
+                # dropped unless the engine has started on it; an emergency stop still happens
+                future.cancel()
+                reply = {"ok": False, "error": "the engine did not answer within 2 s; the "
+                         "command was dropped (an estop is still carried out)"}  # fmt: skip
+            except Exception as err:  # this thread must outlive any one bad request
+                reply = {"ok": False, "error": f"{type(err).__name__}: {err}"}
+            self._socket.send_string(json.dumps(reply, default=str))
         self._socket.close()
 
     def stop(self) -> None:
@@ -131,10 +132,14 @@ def send_command(address: str, command: dict, timeout_s: float = 3.0) -> dict:
     Raises
     ------
     TimeoutError
-        Nobody answered at ``address`` within ``timeout_s``.
+        Nobody answered at ``address`` within ``timeout_s``: the command was not delivered.
+    ValueError
+        ``address`` is not ``tcp://host:port``.
     """
     import zmq
 
+    if not (address.startswith("tcp://") and address.rpartition(":")[2].isdigit()):
+        raise ValueError(f"--address must look like tcp://127.0.0.1:5557, got {address!r}")
     context = zmq.Context.instance()
     socket = context.socket(zmq.REQ)
     socket.setsockopt(zmq.LINGER, 0)
@@ -143,8 +148,10 @@ def send_command(address: str, command: dict, timeout_s: float = 3.0) -> dict:
         socket.send_string(json.dumps(check_command(command)))
         if not socket.poll(int(timeout_s * 1000)):
             raise TimeoutError(
-                f"no engine answered at {address} within {timeout_s:g} s; is the session "
-                "running, and is that its control address (printed at start)?"
+                f"no engine answered at {address} within {timeout_s:g} s, so the command was "
+                "NOT delivered; is the session running, and is that its control address "
+                "(printed at start)? To stop stimulation now press Ctrl-C in the session's "
+                "terminal or the stimulator's own stop."
             )
         return json.loads(socket.recv())
     finally:

@@ -3,6 +3,7 @@ protocol's pretrained model; hold out trials to measure accuracy and calibrate c
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -162,3 +163,32 @@ def write_fit_report(path: Path, decoder: Decoder, report: FitReport) -> Path:
         reliability,
         {"held-out": report.holdout_accuracy if report.holdout is not None else None},
     )
+
+
+class FitJob:
+    """:func:`fit_decoder` on a worker thread, so the engine's loop keeps pulling, watching and
+    holding the stimulator at zero while a CNN fine-tunes. Arguments as :func:`fit_decoder`."""
+
+    def __init__(self, protocol, windows, labels, groups, session) -> None:
+        self._result = None
+        self._thread = threading.Thread(
+            target=self._work, args=(protocol, windows, labels, groups, session),
+            name="decoder-fit", daemon=True,
+        )  # fmt: skip
+        self._thread.start()
+
+    def _work(self, *args) -> None:
+        try:
+            self._result = fit_decoder(*args)
+        except BaseException as err:  # re-raised by the loop thread in result()
+            self._result = err
+
+    def done(self) -> bool:
+        """Whether the fit has finished (or failed)."""
+        return not self._thread.is_alive()
+
+    def result(self):
+        """``(decoder, report)`` of a finished fit; raises what the fit raised."""
+        if isinstance(self._result, BaseException):
+            raise self._result
+        return self._result

@@ -20,22 +20,22 @@ from bci.decode import Decoder, select_inputs
 from bci.engine.calibration import calibration_windows, windows_ending_at
 from bci.engine.control import ControlInbox
 from bci.engine.fitting import (
+    FitJob,
     FitReport,
-    fit_decoder,
     input_indices,
     new_decoder,
     session_info,
 )
 from bci.engine.outlets import SessionOutlets
 from bci.engine.preprocess import eeg_pipeline, fnirs_pipeline
-from bci.engine.stimulation import StimulationPath, build_trigger
-from bci.engine.timeline import PlannedBlock
+from bci.engine.stimulation import NONFINITE, StimulationPath
+from bci.engine.timeline import PlannedBlock, seconds_until_fit
 from bci.protocol import Protocol
 from bci.safety.governor import Governor
 from devices.stimulators import Stimulator, StimulatorError
 
 _PULL_TIMEOUT_S = 0.002  # short enough to notice a stall and keep cue timing within ms
-_WATCHDOG_REASONS = ("input stall", "decoder silent", "decoder non-finite output")
+_WATCHDOG_REASONS = ("input stall", "decoder silent", NONFINITE)
 
 
 @dataclass
@@ -108,21 +108,16 @@ class Engine:
         if protocol.decoder.model is not None:  # refused now, not after the calibration block
             input_indices(new_decoder(protocol), self.session_info)
         self.decoder: Decoder | None = None
-        self._fitting: threading.Thread | None = None
-        self._fit_result: tuple[Decoder, FitReport] | BaseException | None = None
+        self._fitting: FitJob | None = None
         self.record = EngineRecord()
         self.inbox = inbox or ControlInbox()
         self.control_address: str | None = None
         """Where the control channel listens (set by the session)."""
+        # the slew limit allows at most 0.1 s worth of change per command, so a long hop never
+        # becomes a step a participant feels
         self.stim = StimulationPath(protocol, stimulator, outlets, self.record.commands,
-                                    self._event, max_step_s=min(1.5 * pre.hop_s, 1.0))  # fmt: skip
-        self._phase_weights = None
-        if protocol.controller.kind == "phase":
-            self.stim.trigger, self._phase_weights = build_trigger(
-                protocol, eeg.sfreq, self.pipeline
-            )
-        self._biomarker_scale = np.nan
-        """Median band power of the baseline block (biomarker input)."""
+                                    self._event, max_step_s=max(min(1.5 * pre.hop_s, 0.1), 1e-3),
+                                    sfreq=eeg.sfreq, pipeline=self.pipeline)  # fmt: skip
         # a decision is due every hop: one more than watchdog_stall_s (≤ 100 ms) late is silence
         self.decision_timeout_s = pre.hop_s + protocol.safety.watchdog_stall_s
         self.stalled = False
@@ -179,9 +174,10 @@ class Engine:
         if np.isfinite(row).all():
             self._last_decision = pylsl.local_clock()
         t3 = time.perf_counter_ns()
-        self.stim.decide(row, newest, self.block.stimulate)
+        command = self.stim.decide(row, newest, self.block.stimulate)
         t4 = time.perf_counter_ns()
-        command = self.stimulator.last
+        if command is None:  # nothing written (the phase path's amplitude did not change)
+            return
         stages = np.array(
             [(pulled_at - times[-1]) * 1e3, (t1 - t0) / 1e6, (t2 - t1) / 1e6, (t3 - t2) / 1e6,
              (t4 - t3) / 1e6, (command.write_time - command.sample_time) * 1e3]
@@ -203,7 +199,7 @@ class Engine:
             return row
         if self.stim.trigger is not None:
             return np.array([self.stim.trigger.threshold])  # the phase path decides per chunk
-        value = float(np.mean(window**2)) / self._biomarker_scale
+        value = self.stim.biomarker(window)
         self.record.biomarker.append((newest, value))
         return np.array([value])
 
@@ -213,7 +209,7 @@ class Engine:
         if self._samples_since_gap < n or not self._decoding:
             return
         window, times = self.processed.latest(n)
-        self.stim.phase_update(window @ self._phase_weights, float(times[-1]))
+        self.stim.phase_update(window, float(times[-1]))
         self._last_decision = pylsl.local_clock()
 
     def _on_nirs(self) -> None:
@@ -230,7 +226,7 @@ class Engine:
             # windows must not straddle the gap, and filters restart from the new data
             self.pipeline.reset()
             self._samples_since_gap = 0
-            self.stim.reset_policy()
+            self.stim.reset_policy(self.governor.amplitude)
 
     def _watch_input(self, now: float, arrived: bool) -> None:
         if arrived and self.stalled:
@@ -249,9 +245,11 @@ class Engine:
             return
         silent = now - self._last_decision > self.decision_timeout_s
         reason = self.governor.state.tripped
+        # a non-finite output lifts only once a finite decision has come after it
+        finite_since = self._last_decision > self.stim.nonfinite_at
         if silent and reason is None:
             self.governor.trip("decoder silent", now)
-        elif not silent and not self.stalled and reason in _WATCHDOG_REASONS:
+        elif not silent and not self.stalled and reason in _WATCHDOG_REASONS and finite_since:
             self.governor.recover(now)
             self.stim.reset_policy(self.governor.amplitude)
 
@@ -264,34 +262,21 @@ class Engine:
         self.block, self._block_start, self._next_trial = block, now, 0
         self._event("block", now, index=block.index, block=block.kind)
         if block.kind == "closed_loop":
-            self.stim.reset_policy()
+            self.stim.reset_policy(new_block=True)
             self._last_decision = now  # from here the decoder watchdog counts
-        if block.kind == "closed_loop" and block.stimulate and not self.stalled:
+        if block.kind == "closed_loop" and block.stimulate:
             self.governor.recover(now)  # lifts the previous block's hold
+            if self.stalled:  # a watchdog trip, lifted when the input resumes
+                self.governor.trip("input stall", now)
         else:
             self.governor.trip(f"{block.kind} block", now, kind="hold")
 
     def _calibrate_from_baseline(self, seconds: float, now: float) -> None:
-        """Set the biomarker's reference (median band power) or the phase trigger's power gate
-        from the baseline block just ended."""
-        if self.protocol.uses_decoder:
-            return
-        n = min(int(seconds * self.eeg.sfreq), len(self.processed))
-        window, _ = self.processed.latest(n)
-        if self.stim.trigger is not None:
-            detail = {"phase_gate": self.stim.trigger.calibrate(window @ self._phase_weights)}
-        else:
+        """The controller's reference from the baseline block just ended (biomarker, phase)."""
+        if not self.protocol.uses_decoder:
+            n = min(int(seconds * self.eeg.sfreq), len(self.processed))
             hop = max(1, round(self.protocol.preprocessing.hop_s * self.eeg.sfreq))
-            power = [np.mean(window[end - self.n_window : end] ** 2)
-                     for end in range(self.n_window, n + 1, hop)]  # fmt: skip
-            if not power:
-                raise ValueError(
-                    f"the baseline block gave {n} samples, fewer than one decoder window "
-                    f"({self.n_window}); lengthen it"
-                )
-            self._biomarker_scale = float(np.median(power))
-            detail = {"biomarker_median": self._biomarker_scale}
-        self._event("baseline", now, seconds=round(seconds, 2), **detail)
+            self.stim.calibrate(self.processed.latest(n)[0], self.n_window, hop, now)
 
     def _run_cues(self, now: float) -> None:
         trials = self.block.trials
@@ -322,26 +307,16 @@ class Engine:
             windows["nirs"] = windows_ending_at(
                 self.nirs_processed, ends, info.nirs.n_samples, info.nirs.sfreq
             )
-
-        def work() -> None:
-            try:
-                self._fit_result = fit_decoder(self.protocol, windows, labels, groups, info)
-            except BaseException as err:  # re-raised by the loop thread
-                self._fit_result = err
-
-        self._fitting = threading.Thread(target=work, name="decoder-fit", daemon=True)
-        self._fitting.start()
+        self._fitting = FitJob(self.protocol, windows, labels, groups, info)
 
     def _fit_done(self) -> bool:
         """Start the fit on the first call of a fit block; True once the decoder is ready."""
         if self._fitting is None:
             self._start_fit()
-        if self._fitting.is_alive():
+        if not self._fitting.done():
             return False
-        result, self._fitting, self._fit_result = self._fit_result, None, None
-        if isinstance(result, BaseException):
-            raise result
-        self.decoder, report = result
+        job, self._fitting = self._fitting, None
+        self.decoder, report = job.result()
         self.record.fit = report
         if self.decoder.info.nirs is not None:  # the model's fNIRS channels, by name
             self._n_nirs = self.decoder.info.nirs.n_samples
@@ -368,6 +343,7 @@ class Engine:
         # saves (p99 8-17 ms instead of < 1 ms on 2 shared cores). Set process-wide (OpenBLAS);
         # torch's own threads are the decoder's business (TorchDecoder threads/train_threads)
         blas = threadpool_limits(limits=1)
+        failure = None
         try:
             while not stop.is_set():
                 data, times = self.eeg.pull(_PULL_TIMEOUT_S)
@@ -380,7 +356,8 @@ class Engine:
                         self._on_phase()
                 self._watch_decoder(now)
                 newest = self.eeg.newest_time
-                self.stim.serve(self.inbox, now, newest, self._status())
+                self.stim.serve(self.inbox, now, newest, self._status)
+                self.governor.tick(now)  # charge and time integrate every iteration
                 if self.governor.tripped:
                     self.stim.hold_safe(now, newest)
                 elif self.stim.trigger is not None:
@@ -407,13 +384,19 @@ class Engine:
                 self._start_block(queue.pop(0), pylsl.local_clock())
         except Exception as err:
             # a failed stage stops stimulation and is shown and recorded, never swallowed
+            failure = err
             if isinstance(err, StimulatorError):
                 self.stim.fail(err)
             self._event("error", pylsl.local_clock(), error=f"{type(err).__name__}: {err}")
             raise
         finally:
             blas.restore_original_limits()
-            self.stim.ramp_to_zero(threading.Event().wait, lambda: self.eeg.newest_time)
+            try:
+                self.stim.ramp_to_zero(threading.Event().wait, lambda: self.eeg.newest_time)
+            except Exception as err:
+                self._event("error", pylsl.local_clock(), error=f"end ramp: {err}")
+                if failure is None:  # never hide the error that ended the loop
+                    raise
             now = pylsl.local_clock()
             self.record.blocks.append((self.block.index, self.block.kind, self._block_start, now))
             self.record.stop_time = now
@@ -425,17 +408,3 @@ class Engine:
         """The session's state for a ``status`` command."""
         return {"block": self.block.kind, "block_index": self.block.index,
                 "elapsed_s": round(self.elapsed_s, 3), "stalled": self.stalled}  # fmt: skip
-
-
-def seconds_until_fit(protocol: Protocol) -> float:
-    """Longest stretch of preprocessed signal a fit or a baseline reference may need: every
-    block up to the last fit or baseline (calibration blocks at their longest), plus a
-    margin, s."""
-    kinds = [block.kind for block in protocol.blocks]
-    wanted = "fit" if protocol.uses_decoder else "baseline"
-    last_fit = len(kinds) - kinds[::-1].index(wanted) if wanted in kinds else 0
-    total = sum(
-        block.duration_s + block.trials * (block.cue_s + max(block.iti_s))
-        for block in protocol.blocks[:last_fit]
-    )
-    return total + 30.0

@@ -154,9 +154,8 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
             engine.control_address = server.start()
             stack.callback(server.stop)
             if progress:
-                taken = f"; {server.taken} was taken" if server.taken else ""
                 print(f"control channel: {engine.control_address} (bci control "
-                      f"estop|rearm|status|stop --address ...){taken}", flush=True)  # fmt: skip
+                      "estop|rearm|status|stop --address ...)", flush=True)  # fmt: skip
         if on_engine is not None:
             on_engine(engine)
         recorder = None
@@ -185,6 +184,7 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
             record = engine.run(blocks, stop, max_minutes * 60 if max_minutes else None)
         finally:
             done.set()
+            stop_error = _stop_stimulator(stimulator)  # the device off before anything slow
             if engine.decoder is not None:  # the fitted model, for replay and later sessions
                 _keep_model(engine, out_dir)
         stack.close()  # stop the recorder and the subject before reading the file
@@ -192,9 +192,22 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
         summary = build_summary(
             protocol, protocol_name, record, eeg, nirs, outlets, engine.governor.state, recording
         )
+        summary["stimulation"]["stop_error"] = stop_error
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     plot_summary(summary, record, protocol, out_dir / "summary.png")
     return summary, record
+
+
+def _stop_stimulator(stimulator) -> str | None:
+    """Stop the stimulator (zero, disarm) and say so loudly if the device cannot confirm it."""
+    from devices.stimulators import StimulatorError
+
+    try:
+        stimulator.stop()
+    except StimulatorError as err:
+        print(f"WARNING: the stimulator did not confirm it stopped: {err}", file=sys.stderr)
+        return str(err)
+    return None
 
 
 def _keep_model(engine: Engine, out_dir: Path) -> None:

@@ -19,6 +19,7 @@ from bci.protocol import Protocol
 from bci.safety.governor import Governor
 from devices.stimulators import StimCommand, Stimulator, StimulatorError
 
+NONFINITE = "decoder non-finite output"
 _TELEMETRY_EVERY_S = 1.0
 _log = logging.getLogger("bci.safety")
 
@@ -84,22 +85,35 @@ class StimulationPath:
         ``event(kind, time, **detail)``: publish and record an event.
     max_step_s : float
         The governor's longest slew step (near the decision hop), s.
+    sfreq : float
+        EEG rate, Hz.
+    pipeline : Pipeline
+        The engine's EEG preprocessing (the phase trigger corrects its filters' phase lag).
     """
 
     def __init__(self, protocol: Protocol, stimulator: Stimulator, outlets, commands: list,
-                 event: Callable, max_step_s: float) -> None:  # fmt: skip
+                 event: Callable, max_step_s: float, sfreq: float, pipeline) -> None:  # fmt: skip
         self.protocol, self.stimulator, self.outlets = protocol, stimulator, outlets
         self.commands, self._event = commands, event
         self.governor = Governor(
             protocol.stimulator.governor_settings(protocol.safety.stop_ramp_s, max_step_s)
         )
         self.policy = build_policy(protocol)
+        self.sfreq = sfreq
         self.trigger: PhaseTrigger | None = None
+        self.phase_weights: np.ndarray | None = None
+        """Spatial weights of the trigger's 1-D signal over the picks."""
+        if protocol.controller.kind == "phase":
+            self.trigger, self.phase_weights = build_trigger(protocol, sfreq, pipeline)
+        self.biomarker_scale = math.nan
+        """Median band power of the baseline block (biomarker input)."""
         self.failed: str | None = None
         """Why the stimulator failed; nothing is written to it after that."""
         self.pulse_latency_ms: list[float] = []
         """Newest sample → write of every pulse fired, ms."""
         self.stop_requested = False
+        self.nonfinite_at = -math.inf
+        """When the decoder last gave a non-finite output (the trip lifts after a finite one)."""
         self._phase = None
         self._n_safety_events = 0
         self._next_telemetry = -math.inf
@@ -120,11 +134,18 @@ class StimulationPath:
         return command
 
     def fail(self, err: Exception) -> None:
-        """The stimulator failed: latch the emergency stop, write nothing more to it."""
-        if self.failed is None:
-            self.failed = str(err)
-            self.governor.estop(f"stimulator failed: {err}", pylsl.local_clock())
-            self.publish_safety_events()
+        """The stimulator failed: latch the emergency stop, tell the device to stop (zero,
+        disarm) if it still listens, write nothing more to it."""
+        if self.failed is not None:
+            return
+        self.failed = str(err)
+        now = pylsl.local_clock()
+        self.governor.estop(f"stimulator failed: {err}", now)
+        try:
+            self.stimulator.stop()
+        except StimulatorError as stop_error:  # the device's own watchdog is what is left
+            self._event("error", now, error=f"stopping the failed stimulator: {stop_error}")
+        self.publish_safety_events()
 
     def hold_safe(self, now: float, sample_time: float) -> None:
         """While the governor holds (a trip, a rest block, the E-stop), follow its ramp."""
@@ -134,33 +155,63 @@ class StimulationPath:
             self.write(amplitude, sample_time)
         self.publish_safety_events()
 
-    def decide(self, row: np.ndarray, newest: float, stimulate: bool) -> None:
-        """One decision of an amplitude policy (a probability row or a biomarker row)."""
+    def decide(self, row: np.ndarray, newest: float, stimulate: bool) -> StimCommand | None:
+        """One decision of an amplitude policy (a probability row or a biomarker row); returns
+        the command written, or None (the phase path writes only changes)."""
         if self.policy is None:  # phase: the amplitude is a setting, pulses come from the trigger
             requested = self.protocol.controller.amplitude if stimulate else 0.0
         elif not np.isfinite(row).all():
-            self.governor.trip("decoder non-finite output", pylsl.local_clock())
+            self.nonfinite_at = pylsl.local_clock()
+            self.governor.trip(NONFINITE, self.nonfinite_at)
             requested = 0.0
         else:
             requested = self.policy(row, newest) if stimulate else 0.0
         allowed = self.governor.request(requested, pylsl.local_clock())
         last = self.stimulator.last
+        command = None
         if self.policy is not None or last is None or last.amplitude != allowed:
-            self.write(allowed, newest)
+            command = self.write(allowed, newest)
         self.publish_safety_events()
+        return command
 
-    def reset_policy(self, amplitude: float | None = None) -> None:
-        """Start the policy over (a new block, a recovery: from the governor's output)."""
+    def reset_policy(self, amplitude: float | None = None, new_block: bool = False) -> None:
+        """Start the policy over from ``amplitude`` (a recovery, a gap: the governor's output;
+        a new block: the floor). The phase trigger's refractory period survives all but a new
+        block."""
         if self.policy is not None:
             self.policy.reset(amplitude)
-        if self.trigger is not None:
+        if self.trigger is not None and new_block:
             self.trigger.reset()
         self._phase = None
 
-    # the phase trigger -----------------------------------------------------------------------
-    def phase_update(self, signal: np.ndarray, newest: float) -> None:
-        """Read the newest window of the trigger's 1-D signal."""
-        self._phase = self.trigger(signal, newest)
+    # what the controller reads when it is not the decoder -----------------------------------
+    def calibrate(self, window: np.ndarray, n_window: int, hop: int, now: float) -> None:
+        """Set the biomarker's reference (median band power over decision windows) or the phase
+        trigger's amplitude gate from the baseline block's preprocessed picks."""
+        if self.trigger is not None:
+            detail = {"phase_gate": self.trigger.calibrate(window @ self.phase_weights)}
+        else:
+            power = [np.mean(window[end - n_window : end] ** 2)
+                     for end in range(n_window, len(window) + 1, hop)]  # fmt: skip
+            scale = float(np.median(power)) if power else math.nan
+            if not (math.isfinite(scale) and scale > 0):
+                raise ValueError(
+                    f"the baseline block gave no usable band power on "
+                    f"{self.protocol.preprocessing.picks} ({len(window)} samples, median "
+                    f"{scale:.3g}): check those channels are connected and lengthen the baseline"
+                )
+            self.biomarker_scale = scale
+            detail = {"biomarker_median": scale}
+        self._event("baseline", now, seconds=round(len(window) / self.sfreq, 2),
+                    **detail)  # fmt: skip
+
+    def biomarker(self, window: np.ndarray) -> float:
+        """Band power of a preprocessed window relative to the baseline median."""
+        return float(np.mean(window**2)) / self.biomarker_scale
+
+    def phase_update(self, window: np.ndarray, newest: float) -> None:
+        """Read the newest window of the picks, shape (n_samples, n_picks)."""
+        self._phase = self.trigger(window @ self.phase_weights, newest)
 
     def phase_tick(self, now: float, newest_sample: float, stimulate: bool) -> None:
         """Fire when the predicted target phase is due (every loop iteration)."""
@@ -171,6 +222,7 @@ class StimulationPath:
         # refused (governor, device still charging), so the next chunk does not retry it
         self._phase = None
         self.trigger.fired(now)
+        now = pylsl.local_clock()  # the pulse interval counts to the write, not the iteration
         amplitude = self.governor.request(self.protocol.controller.amplitude, now)
         fire = self.governor.request_pulse(now)
         command = self.write(amplitude, newest_sample, int(fire))
@@ -213,11 +265,17 @@ class StimulationPath:
             self.write(0.0, sample_time)
         self.publish_safety_events()
 
-    def serve(self, inbox: ControlInbox, now: float, sample_time: float, status: dict) -> None:
-        """Answer the operator commands waiting in ``inbox``."""
+    def serve(self, inbox: ControlInbox, now: float, sample_time: float,
+              status: Callable[[], dict]) -> None:  # fmt: skip
+        """Answer the operator commands waiting in ``inbox``. A command whose sender gave up
+        waiting is dropped, except an emergency stop, which is always carried out."""
         for command, future in inbox.drain():
             who = str(command.get("who", "operator"))
             cmd = command["cmd"]
+            if not future.set_running_or_notify_cancel():
+                if cmd == "estop":
+                    self.estop(who, now, sample_time)
+                continue
             if cmd == "estop":
                 self.estop(who, now, sample_time)
                 reply = {"ok": True, "estop": self.governor.state.estop}
@@ -237,7 +295,7 @@ class StimulationPath:
                 self.stop_requested = True
                 reply = {"ok": True, "stopping": True}
             else:
-                reply = {"ok": True, **status, **self.status()}
+                reply = {"ok": True, **status(), **self.status()}
             future.set_result(reply)
 
     def status(self) -> dict:

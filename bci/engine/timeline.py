@@ -67,3 +67,17 @@ def plan_blocks(blocks: list[Block], seed: int, classes=CUE_CLASSES) -> list[Pla
 def planned_duration_s(blocks: list[PlannedBlock]) -> float:
     """Total planned time, s (fit blocks counted as zero)."""
     return float(sum(block.duration_s for block in blocks))
+
+
+def seconds_until_fit(protocol) -> float:
+    """Longest stretch of preprocessed signal a fit or a baseline reference may need: every
+    block up to the last fit or baseline (calibration blocks at their longest), plus a
+    margin, s."""
+    kinds = [block.kind for block in protocol.blocks]
+    wanted = "fit" if protocol.uses_decoder else "baseline"
+    last_fit = len(kinds) - kinds[::-1].index(wanted) if wanted in kinds else 0
+    total = sum(
+        block.duration_s + block.trials * (block.cue_s + max(block.iti_s))
+        for block in protocol.blocks[:last_fit]
+    )
+    return total + 30.0

@@ -226,6 +226,18 @@ class Protocol(_Strict):
                     f"blocks: a {self.controller.kind} controller needs a baseline block before "
                     "the closed loop (it sets the biomarker or phase-power reference)"
                 )
+            window = getattr(self.controller, "window_s", self.preprocessing.window_s)
+            for i, block in enumerate(self.blocks[: kinds.index("closed_loop")]):
+                if (
+                    not self.uses_decoder
+                    and block.kind == "baseline"
+                    and block.duration_s < 2 * window
+                ):
+                    raise ValueError(
+                        f"blocks.{i}.duration_s: got {block.duration_s}; the baseline sets the "
+                        f"{self.controller.kind} controller's reference and needs at least two "
+                        f"windows ({2 * window:g} s)"
+                    )
         if "fit" in kinds and "calibration" not in kinds[: kinds.index("fit")]:
             raise ValueError("blocks: a fit block needs a calibration block before it")
         return self

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import math
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import pylsl
 
 from bci.safety.ceilings import HARD_CEILINGS
+
+HOST_DEADMAN_S = 0.25
+"""A driver's keep-alive feeds its device only while the host's loop is alive (it polled or
+wrote within this long): a hung engine then lets the device's own watchdog zero the output
+(tES: 0.5 s) or the driver disarm it (TMS), well within 1 s."""
 
 
 class StimulatorError(RuntimeError):
@@ -50,6 +56,7 @@ class Stimulator(ABC):
         self._connected = False
         self._started = False
         self._fault: StimulatorError | None = None
+        self._host_seen = time.monotonic()
         self._reset()
 
     def _reset(self) -> None:
@@ -84,8 +91,10 @@ class Stimulator(ABC):
     def poll(self) -> None:
         """Raise the :class:`StimulatorError` a driver's background thread met, if any.
 
-        Cheap; the engine calls it every loop iteration.
+        Cheap; the engine calls it every loop iteration, which also tells the driver's
+        keep-alive that the host is alive (:data:`HOST_DEADMAN_S`).
         """
+        self._host_seen = time.monotonic()
         if self._fault is not None:
             raise self._fault
 
@@ -159,6 +168,11 @@ class Stimulator(ABC):
         """Record a background thread's failure for the next :meth:`poll`."""
         if self._fault is None:
             self._fault = error
+
+    def _host_alive(self) -> bool:
+        """Whether the host polled or wrote within :data:`HOST_DEADMAN_S` (keep-alive threads
+        stop feeding an active device otherwise)."""
+        return time.monotonic() - self._host_seen < HOST_DEADMAN_S
 
     def _start(self) -> None:
         """Device-specific start (arm, keep-alive); default nothing."""

@@ -19,7 +19,7 @@ from dataclasses import astuple, dataclass
 
 import serial
 
-from devices.stimulators.base import Stimulator, StimulatorError
+from devices.stimulators.base import HOST_DEADMAN_S, Stimulator, StimulatorError
 
 PORT_HINT = "check the cable and set --set stimulator.port=..."
 
@@ -233,15 +233,15 @@ class MagstimStimulator(Stimulator):
         power = min(round(amplitude), math.floor(self.max_power_pct))
         with self._lock:
             if power == 0:
-                if self._armed:
+                if self._armed or self.status.energised:
                     self._transact(b"EA")
                     self._armed = False
                 return 0
             if power != self._power:
                 self._set_power(power)
             if not self._armed:
+                self._armed = True  # before EB: a timed-out EB may still have armed it
                 self._transact(b"EB")
-                self._armed = True
             return self._fire() if pulses else 0
 
     def _set_power(self, power: int) -> None:
@@ -356,6 +356,14 @@ class MagstimStimulator(Stimulator):
                 if time.monotonic() < self._last_sent + self.keepalive_s:
                     continue
                 try:
+                    if self._armed and not self._host_alive():
+                        # a hung engine must not leave the coil armed on our keep-alive
+                        self._transact(b"EA")
+                        self._armed = False
+                        self._fail(StimulatorError(
+                            f"the engine stopped answering for over {HOST_DEADMAN_S} s; the "
+                            f"Magstim on {self.port} was disarmed. Check the engine's load."
+                        ))  # fmt: skip
                     status = self._query_status()
                 except StimulatorError as error:
                     self._fail(StimulatorError(f"Magstim keep-alive failed: {error}"))

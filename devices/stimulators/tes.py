@@ -282,6 +282,9 @@ class TesStimulator(Stimulator):
         due, n = time.monotonic(), 0
         while not self._halt.wait(max(0.0, due - time.monotonic())):
             due, n = max(due + self.heartbeat_s, time.monotonic()), n + 1
+            if self._fault is not None or (self._amplitude_ua and not self._host_alive()):
+                # a failed driver or a hung engine: let the device's watchdog zero the output
+                continue
             try:
                 if n % self.TELEMETRY_EVERY:
                     self._check_health(*self._command(Cmd.HEARTBEAT))

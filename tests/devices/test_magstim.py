@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from devices.emulators.magstim import MagstimEmulator
-from devices.stimulators.base import StimulatorError
+from devices.stimulators.base import HOST_DEADMAN_S, StimulatorError
 from devices.stimulators.magstim import (
     MagstimRefused,
     MagstimStatus,
@@ -88,10 +88,22 @@ def test_keepalive_holds_the_device_armed(magstim, tms):
     tms.write(50.0, 0.0, 0, 0.0)
     received = magstim.n_messages
     # the device disarms after 1 s of silence; the keep-alive holds it armed for twice that
-    assert not wait_for(lambda: magstim.events_of("auto-disarm"), 2.2)
+    # while the host polls, as the engine's loop does every iteration
+    assert not wait_for(lambda: tms.poll() or magstim.events_of("auto-disarm"), 2.2)
     assert magstim.armed and magstim.remote
     assert magstim.n_messages - received >= 2.2 / tms.keepalive_s - 1
     tms.poll()
+
+
+def test_a_hung_host_gets_the_coil_disarmed_by_the_keepalive(magstim, tms):
+    tms.write(50.0, 0.0, 0, 0.0)
+    start = time.monotonic()
+    # nobody polls: the keep-alive disarms instead of holding the coil armed for a dead loop
+    assert wait_for(lambda: not magstim.armed, 1.0)
+    assert time.monotonic() - start < HOST_DEADMAN_S + tms.keepalive_s + 0.2
+    assert magstim.events_of("auto-disarm") == []  # the driver did it, not the device
+    with pytest.raises(StimulatorError, match="stopped answering"):
+        tms.poll()
 
 
 def test_fire_while_charging_is_skipped(magstim, tms):

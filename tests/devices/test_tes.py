@@ -18,11 +18,13 @@ import pytest
 import serial
 
 from devices.emulators.tes import TesEmulator
-from devices.stimulators.base import StimulatorError
+from devices.stimulators.base import HOST_DEADMAN_S, StimulatorError
 from devices.stimulators.tes import TesStimulator
 from devices.stimulators.tes_protocol import (
     PAYLOADS,
+    SAFE_OFF_S,
     SYNC,
+    WATCHDOG_S,
     Cmd,
     Err,
     Frame,
@@ -231,6 +233,15 @@ def test_heartbeats_keep_the_output_on_without_commands(device, tdcs):
         tdcs.poll()
         time.sleep(0.02)
     assert not device.events_of("watchdog")
+
+
+def test_a_hung_host_lets_the_device_watchdog_zero_the_output(device, tdcs):
+    tdcs.write(1.0, 0.0, 0, 0.0)
+    start = time.monotonic()
+    # nobody polls: the heartbeat stops feeding the device, whose watchdog zeroes the output
+    assert wait_for(lambda: device.output_ma == 0, 1.5)
+    assert time.monotonic() - start < HOST_DEADMAN_S + WATCHDOG_S + SAFE_OFF_S + 0.2
+    assert device.events_of("watchdog")
 
 
 def test_device_refusal_names_the_command_and_error():

@@ -3,8 +3,8 @@ import pytest
 
 from bci.acquire import RingBuffer
 from bci.engine.calibration import calibration_windows, windows_ending_at
-from bci.engine.loop import seconds_until_fit
 from bci.engine.preprocess import eeg_pipeline
+from bci.engine.timeline import seconds_until_fit
 from bci.protocol import load_protocol
 
 

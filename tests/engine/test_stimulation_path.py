@@ -16,6 +16,7 @@ from bci.control.class_map import ClassMapController
 from bci.control.dual_threshold import DualThresholdController
 from bci.control.proportional import ProportionalController
 from bci.engine.control import ControlInbox
+from bci.engine.preprocess import eeg_pipeline
 from bci.engine.stimulation import StimulationPath, build_policy
 from bci.protocol import load_protocol
 from devices.emulators.tes import TesEmulator
@@ -23,6 +24,8 @@ from devices.stimulators import SimulatedStimulator, StimulatorError
 from devices.stimulators.tes import TesStimulator
 from tests.conftest import wait_for
 
+SFREQ = 1000.0
+"""alpha_phase_tacs' EEG rate, Hz."""
 MAX_STEP_S = 0.075
 """The governor's longest slew step, s (the engine passes 1.5 × the 50 ms hop)."""
 SLEW_TOL = 1e-6
@@ -47,8 +50,10 @@ class Path:
         self.outlets = PublishedCommands()
         self.commands: list = []
         self.events: list[dict] = []
+        pipeline = eeg_pipeline(protocol.preprocessing, protocol.preprocessing.picks, SFREQ)
         self.path = StimulationPath(protocol, stimulator, self.outlets, self.commands,
-                                    self._event, max_step_s=MAX_STEP_S)  # fmt: skip
+                                    self._event, max_step_s=MAX_STEP_S, sfreq=SFREQ,
+                                    pipeline=pipeline)  # fmt: skip
 
     def _event(self, kind: str, time: float, **detail) -> None:
         self.events.append({"kind": kind, "time": time, **detail})
@@ -71,7 +76,7 @@ class Path:
         inbox = ControlInbox()
         future = inbox.post(command)
         now = pylsl.local_clock()
-        self.path.serve(inbox, now, now, status or {})
+        self.path.serve(inbox, now, now, lambda: status or {})
         assert future.done(), f"{command} was not answered in one serve()"
         return future.result(timeout=0)
 
@@ -215,10 +220,10 @@ def test_serve_answers_every_queued_command_in_order(tacs):
     with pytest.raises(ValueError, match="estop"):
         inbox.post({"cmd": "explode"})  # refused at the door, never queued
     now = pylsl.local_clock()
-    p.path.serve(inbox, now, now, {})
+    p.path.serve(inbox, now, now, dict)
     first, estop, last = (future.result(timeout=0) for future in futures)
     assert first["estop"] is None and estop["ok"] and last["estop"] is not None
-    p.path.serve(inbox, now, now, {})  # drained: nothing left to answer
+    p.path.serve(inbox, now, now, dict)  # drained: nothing left to answer
 
 
 def test_unplugged_stimulator_fails_the_path_and_latches_the_estop(tes):
