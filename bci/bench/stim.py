@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bci.bench import machine_info
-from bci.control.phase_accuracy import (
+from bci.bench.phase_accuracy import (
     circular_error,
     evaluate_phase_accuracy,
     recorded_pulse_phases,

@@ -19,7 +19,7 @@ import numpy as np
 import pylsl
 import pytest
 
-from bci.control.phase_accuracy import circular_error, recorded_pulse_phases
+from bci.bench.phase_accuracy import circular_error, recorded_pulse_phases
 from bci.engine.control import send_command
 from bci.engine.session import run_session
 from bci.protocol import load_protocol

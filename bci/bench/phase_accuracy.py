@@ -1,5 +1,6 @@
 """Phase accuracy of the phase-locked trigger on the virtual subject, simulated as the engine
-runs it: causal preprocessing chunk by chunk, a 1 ms control loop, pulses at loop ticks.
+runs it: causal preprocessing chunk by chunk, a 1 ms control loop, pulses at loop ticks; and
+the offline truth at the pulses of a recorded session.
 
 The ground truth is the phase of the offline zero-phase band-pass (``filtfilt``) of the same raw
 Laplacian signal, at each pulse time: what an offline analysis of the recording would call the

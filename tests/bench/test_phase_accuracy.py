@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from bci.control.phase_accuracy import (
+from bci.bench.phase_accuracy import (
     PHASE_PICKS,
     evaluate_phase_accuracy,
     phase_preprocessing,
