@@ -100,8 +100,9 @@ def session_report(summary: dict) -> str:
             f"held-out calibration accuracy {fit.get('holdout_accuracy', float('nan')):.0%}, "
             f"closed loop {dec['closed_loop_accuracy']:.0%} over {dec['n_trials']} trials"
         )
-    lines.append(f"latency: p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, max "
-                 f"{lat['max']:.2f} ms (n={lat['n']})")  # fmt: skip
+    if stim["controller"] != "phase":  # the phase path's latency is its pulses' (below)
+        lines.append(f"latency: p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, max "
+                     f"{lat['max']:.2f} ms (n={lat['n']})")  # fmt: skip
     unit = stim["unit"]
     line = (f"stimulation ({stim['controller']} → {stim['stimulator']} {stim['modality']}): "
             f"{stim['commands']} commands, max {stim['max_amplitude_ma']:.2f} {unit}")  # fmt: skip
