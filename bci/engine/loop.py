@@ -113,10 +113,10 @@ class Engine:
         self.inbox = inbox or ControlInbox()
         self.control_address: str | None = None
         """Where the control channel listens (set by the session)."""
-        # the slew limit allows at most 0.1 s worth of change per command, so a long hop never
+        # the slew limit allows at most 0.15 s worth of change per command, so a long hop never
         # becomes a step a participant feels
         self.stim = StimulationPath(protocol, stimulator, outlets, self.record.commands,
-                                    self._event, max_step_s=max(min(1.5 * pre.hop_s, 0.1), 1e-3),
+                                    self._event, max_step_s=max(min(1.5 * pre.hop_s, 0.15), 1e-3),
                                     sfreq=eeg.sfreq, pipeline=self.pipeline)  # fmt: skip
         # a decision is due every hop: one more than watchdog_stall_s (≤ 100 ms) late is silence
         self.decision_timeout_s = pre.hop_s + protocol.safety.watchdog_stall_s

@@ -129,6 +129,9 @@ class GovernorState:
     amplitude: float = 0.0
     time: float | None = None
     """The latest time the governor saw (never goes back), s."""
+    slew_from: float | None = None
+    """Time the slew limit counts from: the last request or the end of a hold, s. Charge is
+    integrated at every tick; the allowed change is not reset by them."""
     tripped: str | None = None
     """A trip or hold that :meth:`Governor.recover` lifts (watchdog, a block at rest)."""
     latched: str | None = None
@@ -261,7 +264,7 @@ class Governor:
 
         A non-finite request is refused and trips the governor: the output ramps to zero.
         """
-        elapsed = self._integrate(time)
+        self._integrate(time)
         s, state = self.settings, self.state
         if self.tripped:
             return self._ramped(time)
@@ -273,10 +276,12 @@ class Governor:
         allowed = min(max(amplitude, self._low), s.max_amplitude)
         if s.slewed:
             # the first request starts from zero; a long silence counts as one step at most
-            step = s.max_slew_per_s * min(elapsed, s.max_step_s)
+            since = 0.0 if state.slew_from is None else max(time - state.slew_from, 0.0)
+            step = s.max_slew_per_s * min(since, s.max_step_s)
             allowed = min(max(allowed, state.amplitude - step), state.amplitude + step)
         if not self._dose_allows(allowed):
             return self.limit(f"session limit reached: {self._dose_reason()}", time)
+        self._slew_from_now(time)
         # differences below 0.1 % of the ceiling are clock jitter between the controller's sample
         # times and our write times, not clamps worth an event
         if abs(allowed - amplitude) > 1e-3 * max(s.max_amplitude, 1e-9):
@@ -337,14 +342,21 @@ class Governor:
             self._event(time, "limit", reason)
         return self._ramped(time)
 
+    def _slew_from_now(self, time: float) -> None:
+        """The next rise counts from ``time`` (a request, or the end of a hold), never from a
+        time the clock went back to."""
+        state = self.state
+        state.slew_from = time if state.slew_from is None else max(state.slew_from, time)
+
     def recover(self, time: float) -> None:
         """Lift a trip once its cause is gone (not a dose limit, not the emergency stop)."""
-        self.tick(time)  # the slew limit counts from here, not from the last command
+        self.tick(time)
         if self.state.tripped is not None:
             self._event(time, "recover", f"{self.state.tripped} cleared")
             self.state.tripped = None
             if self.state.latched is None and self.state.estop is None:
                 self._ramp_from = None
+                self._slew_from_now(time)  # the slew limit counts from here
             self._check_dose(time)
 
     def estop(self, reason: str, time: float) -> float:
@@ -366,6 +378,7 @@ class Governor:
         self.state.estop = None
         if self.state.tripped is None and self.state.latched is None:
             self._ramp_from = None
+            self._slew_from_now(time)
         return True
 
     def tick(self, time: float) -> float:

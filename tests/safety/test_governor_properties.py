@@ -85,6 +85,7 @@ def check_sequence(modality: str, limits: dict, ops: list) -> None:
     last_pulse = None
     estopped = False
     held_since = None  # (time, amplitude) a trip started at
+    slew_from = None  # the last request, or the end of a hold: what the slew limit counts from
     for op, value, dt in ops:
         time += dt
         was_held = gov.tripped
@@ -133,8 +134,12 @@ def check_sequence(modality: str, limits: dict, ops: list) -> None:
             if s.slewed and held_since and time - held_since[0] >= s.stop_ramp_s:
                 assert out == 0  # the ramp ends within stop_ramp_s
         elif s.slewed:
-            step = s.max_slew_per_s * min(elapsed, s.max_step_s)
+            since = 0.0 if slew_from is None else max(time - slew_from, 0.0)
+            step = s.max_slew_per_s * min(since, s.max_step_s)
             assert abs(out - previous) <= step + 1e-9 * max(1.0, abs(previous))
+        lifted = was_held and op in ("recover", "rearm")
+        if not gov.tripped and (op == "request" or lifted):
+            slew_from = time if slew_from is None else max(slew_from, time)
         if not gov.tripped:
             held_since = None
         if not s.slewed and gov.tripped:
