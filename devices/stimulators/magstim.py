@@ -358,12 +358,12 @@ class MagstimStimulator(Stimulator):
                 try:
                     if self._armed and not self._host_alive():
                         # a hung engine must not leave the coil armed on our keep-alive
-                        self._transact(b"EA")
-                        self._armed = False
                         self._fail(StimulatorError(
                             f"the engine stopped answering for over {HOST_DEADMAN_S} s; the "
                             f"Magstim on {self.port} was disarmed. Check the engine's load."
                         ))  # fmt: skip
+                        self._transact(b"EA")
+                        self._armed = False
                     status = self._query_status()
                 except StimulatorError as error:
                     self._fail(StimulatorError(f"Magstim keep-alive failed: {error}"))
