@@ -159,7 +159,9 @@ def test_stop_event_ends_a_run_without_duration():
     started = time.monotonic()
     summary = run_virtual_subject(options, stop)
     assert time.monotonic() - started < 2.0
-    assert 50 < summary.eeg_samples < 250
+    # it streamed, and stopped well before a second's worth (how much came before the stop
+    # depends on how fast a loaded machine starts the outlet)
+    assert 0 < summary.eeg_samples < 250
 
 
 @pytest.mark.parametrize(
