@@ -8,7 +8,7 @@ from numbers import Real
 
 import numpy as np
 
-from bci.control.ramp import RampLimiter, check_rate
+from bci.control.ramp import RampedPolicy, RampLimiter, check_rate
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,7 +45,7 @@ class ClassMapSettings:
         check_rate("ramp_down_per_s", self.ramp_down_per_s)
 
 
-class ClassMapController:
+class ClassMapController(RampedPolicy):
     """Target = ``amplitudes[argmax(row)]`` when the decoder is confident, approached at the
     ramp rates; while it abstains the previous target is kept.
 
@@ -65,11 +65,6 @@ class ClassMapController:
             settings.ramp_up_per_s, settings.ramp_down_per_s, min(settings.amplitudes)
         )
         self.reset()
-
-    @property
-    def amplitude(self) -> float:
-        """The amplitude asked for last, stimulator unit."""
-        return self._ramp.value
 
     @property
     def target(self) -> float:

@@ -10,7 +10,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from bci.control.ramp import RampLimiter, check_rate
+from bci.control.ramp import RampedPolicy, RampLimiter, check_rate
 
 STATE_ON = "on"
 STATE_OFF = "off"
@@ -116,7 +116,7 @@ class DualThresholdSettings:
         return replace(self, lower=lower, upper=upper)
 
 
-class DualThresholdController:
+class DualThresholdController(RampedPolicy):
     """Switches between an ``off`` and an ``on`` amplitude with hysteresis and blanking.
 
     Parameters
@@ -141,11 +141,6 @@ class DualThresholdController:
         self.n_changes = 0
         """State changes since the controller was built (``reset`` does not clear it)."""
         self.reset()
-
-    @property
-    def amplitude(self) -> float:
-        """The amplitude asked for last, stimulator unit."""
-        return self._ramp.value
 
     @property
     def state(self) -> str:

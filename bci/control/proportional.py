@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bci.control.ramp import RampLimiter, check_rate
+from bci.control.ramp import RampedPolicy, RampLimiter, check_rate
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class ProportionalSettings:
         check_rate("ramp_down_per_s", self.ramp_down_per_s)
 
 
-class ProportionalController:
+class ProportionalController(RampedPolicy):
     """Amplitude = floor + (ceiling − floor) · clip((p − p_low) / (p_high − p_low), 0, 1),
     approached no faster than the ramp rates; held where it is while the decoder abstains
     (its most probable class below ``abstain_below``).
@@ -80,11 +80,6 @@ class ProportionalController:
     def __init__(self, settings: ProportionalSettings) -> None:
         self.settings = settings
         self._ramp = RampLimiter(settings.ramp_up_per_s, settings.ramp_down_per_s, settings.floor)
-
-    @property
-    def amplitude(self) -> float:
-        """The amplitude asked for last, stimulator unit."""
-        return self._ramp.value
 
     def reset(self, amplitude: float | None = None) -> None:
         """Start over from ``amplitude`` (default: the floor, as at the start of a block).

@@ -98,3 +98,15 @@ class RampLimiter:
         limit = (self.up_per_s if step > 0 else self.down_per_s) * dt
         self.value += min(max(step, -limit), limit)
         return self.value
+
+
+class RampedPolicy:
+    """Base of the amplitude policies: each steps its request through one :class:`RampLimiter`
+    (``self._ramp``) and reports where it is."""
+
+    _ramp: RampLimiter
+
+    @property
+    def amplitude(self) -> float:
+        """The amplitude asked for last, stimulator unit."""
+        return self._ramp.value

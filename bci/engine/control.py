@@ -40,6 +40,10 @@ class ControlInbox:
         self._queue.put((check_command(command), future))
         return future
 
+    def empty(self) -> bool:
+        """Whether no command waits (the loop's cheap check, every iteration)."""
+        return self._queue.empty()
+
     def drain(self):
         """The commands queued so far, oldest first (the loop thread)."""
         while True:

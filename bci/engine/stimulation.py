@@ -269,6 +269,8 @@ class StimulationPath:
               status: Callable[[], dict]) -> None:  # fmt: skip
         """Answer the operator commands waiting in ``inbox``. A command whose sender gave up
         waiting is dropped, except an emergency stop, which is always carried out."""
+        if inbox.empty():  # the common case, every loop iteration
+            return
         for command, future in inbox.drain():
             who = str(command.get("who", "operator"))
             cmd = command["cmd"]
