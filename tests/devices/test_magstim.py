@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from devices.emulators.magstim import MagstimEmulator
-from devices.stimulators.base import HOST_DEADMAN_S, StimulatorError
+from devices.stimulators.base import StimulatorError
 from devices.stimulators.magstim import (
     MagstimRefused,
     MagstimStatus,
@@ -100,7 +100,7 @@ def test_a_hung_host_gets_the_coil_disarmed_by_the_keepalive(magstim, tms):
     start = time.monotonic()
     # nobody polls: the keep-alive disarms instead of holding the coil armed for a dead loop
     assert wait_for(lambda: not magstim.armed, 1.0)
-    assert time.monotonic() - start < HOST_DEADMAN_S + tms.keepalive_s + 0.2
+    assert time.monotonic() - start < 1.0  # before the device itself would (loaded CI: slack)
     assert magstim.events_of("auto-disarm") == []  # the driver did it, not the device
     with pytest.raises(StimulatorError, match="stopped answering"):
         tms.poll()  # recorded before the disarm was sent
