@@ -22,6 +22,7 @@ def _add_set(parser: argparse.ArgumentParser) -> None:
 def _add_session_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output folder (default sessions/<timestamp>/)")
     parser.add_argument("--minutes", type=float, help="stop after this many minutes")
+    parser.add_argument("--note", help="operator's note, recorded with the session")
     _add_set(parser)
 
 
@@ -70,7 +71,8 @@ def cmd_run(args) -> int:
     previous = estop_on_ctrl_c(inbox, stop, lambda: bool(engines) and engines[0].governor.estopped)
     try:
         summary, _ = run_session(protocol, path, text, out, max_minutes=args.minutes, stop=stop,
-                                 inbox=inbox, on_engine=engines.append)  # fmt: skip
+                                 inbox=inbox, on_engine=engines.append,
+                                 overrides=args.overrides, note=args.note)  # fmt: skip
     except (StreamNotFoundError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -134,7 +136,15 @@ def cmd_simulate(args) -> int:
         line_freq=args.line_freq, duration_s=args.duration, listen=not args.no_listen,
         chunk_s=args.chunk_ms / 1e3,
     )  # fmt: skip
-    run_virtual_subject(options)
+    stop = threading.Event()
+    if args.stop_on_stdin_eof:  # the session that started us is gone, even if it was killed
+
+        def wait_for_eof() -> None:
+            sys.stdin.read()
+            stop.set()
+
+        threading.Thread(target=wait_for_eof, daemon=True).start()
+    run_virtual_subject(options, stop)
     return 0
 
 
@@ -244,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--chunk-ms", type=float, default=10.0,
                      help="push interval, ms (default 10; amplifiers use 1-40)")  # fmt: skip
     sim.add_argument("--duration", type=float, help="stop after this many seconds")
+    sim.add_argument("--stop-on-stdin-eof", action="store_true",
+                     help="stop when standard input closes (a session's child)")  # fmt: skip
     sim.set_defaults(func=cmd_simulate)
 
     stream = sub.add_parser("stream", help="bridge an acquisition board to LSL")
@@ -280,11 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="cued trials the decoder is fitted on first (default 16)")  # fmt: skip
     lat.set_defaults(func=cmd_bench_latency)
 
+    from bci.cli_replay import add_replay_parsers
     from bci.cli_stim import add_stim_parsers
     from bci.cli_train import add_train_parser
 
     add_train_parser(sub)
     add_stim_parsers(sub, bench_sub)
+    add_replay_parsers(sub, bench_sub, _add_set)
 
     dec = bench_sub.add_parser(
         "decoders", help="accuracy and inference time of every decoder (JSON + PNG)",

@@ -14,6 +14,7 @@ DECODER_TYPE = "Decoder"
 STIM_TYPE = "Stimulation"
 EVENTS_TYPE = "Events"
 LATENCY_TYPE = "Latency"
+INFO_TYPE = "SessionInfo"
 
 # Cue markers published by the session timeline and read by the virtual subject.
 CUE_LEFT = "left"
@@ -28,9 +29,22 @@ CUE_CLASSES = (CUE_LEFT, CUE_RIGHT)
 #   pulses        TMS pulses fired by this command (0 or 1)
 #   write_time    pylsl.local_clock() when the command reached the stimulator, s
 #   sample_time   timestamp of the newest input sample the command was computed from, s
+#   decided_at    pylsl.local_clock() the governor computed the command at, s
+#   origin        why it was written: an index into STIM_ORIGINS
+#   seq           the session's publication counter, shared with the events stream's "seq", so
+#                 that offline replay puts commands and events back in the order they happened
 # The stream's <desc> carries <modality> (tdcs|tacs|tms|pulse_train), <anode>, <cathode>
 # (10-20 electrode names) so that subscribers know where current flows.
-STIM_CHANNELS = ("amplitude", "frequency_hz", "pulses", "write_time", "sample_time")
+STIM_CHANNELS = ("amplitude", "frequency_hz", "pulses", "write_time", "sample_time",
+                 "decided_at", "origin", "seq")  # fmt: skip
+STIM_ORIGINS = ("start", "decision", "hold", "pulse", "estop", "end")
+"""start: the zero written as the loop starts; decision: an amplitude policy's decision; hold:
+a step of the governor's ramp while it holds; pulse: the phase trigger; estop: the emergency
+stop; end: the zero written as the session ends."""
+
+# Session-info stream: irregular JSON strings. The first sample (``"kind": "session"``) carries
+# the protocol text, software version, host and operator; ``"kind": "model"`` the fitted model's
+# file name and SHA-256 when the decoder is ready; ``"kind": "note"`` an operator note.
 
 # Decoder-output stream: class probabilities followed by the newest-sample timestamp.
 DECODER_TIME_CHANNEL = "sample_time"
@@ -56,7 +70,7 @@ def stream_names(prefix: str) -> dict[str, str]:
     -------
     names : dict of str to str
         Keys ``eeg``, ``nirs`` (virtual subject) and ``cues``, ``decoder``, ``stim``, ``events``,
-        ``latency`` (engine).
+        ``latency``, ``info`` (engine).
     """
     return {
         "eeg": f"{prefix}-EEG",
@@ -66,4 +80,5 @@ def stream_names(prefix: str) -> dict[str, str]:
         "stim": f"{prefix}-Stim",
         "events": f"{prefix}-Events",
         "latency": f"{prefix}-Latency",
+        "info": f"{prefix}-Info",
     }

@@ -28,7 +28,7 @@ from bci.engine.fitting import (
 )
 from bci.engine.outlets import SessionOutlets
 from bci.engine.preprocess import eeg_pipeline, fnirs_pipeline
-from bci.engine.stimulation import NONFINITE, StimulationPath
+from bci.engine.stimulation import NONFINITE, StimulationPath, governor_step_s
 from bci.engine.timeline import PlannedBlock, seconds_until_fit
 from bci.protocol import Protocol
 from bci.safety.governor import Governor
@@ -113,14 +113,17 @@ class Engine:
         self.inbox = inbox or ControlInbox()
         self.control_address: str | None = None
         """Where the control channel listens (set by the session)."""
-        # the slew limit allows at most 0.15 s worth of change per command, so a long hop never
-        # becomes a step a participant feels
+        self.on_fit = None
+        """``on_fit(decoder)``, called in the loop once the session's decoder is fitted (the
+        session keeps it on disk and names its hash in the recording)."""
         self.stim = StimulationPath(protocol, stimulator, outlets, self.record.commands,
-                                    self._event, max_step_s=max(min(1.5 * pre.hop_s, 0.15), 1e-3),
+                                    self._event, max_step_s=governor_step_s(pre.hop_s),
                                     sfreq=eeg.sfreq, pipeline=self.pipeline)  # fmt: skip
         # a decision is due every hop: one more than watchdog_stall_s (≤ 100 ms) late is silence
         self.decision_timeout_s = pre.hop_s + protocol.safety.watchdog_stall_s
         self.stalled = False
+        self.eeg_started = False
+        """Whether the first EEG samples arrived."""
         self.block: PlannedBlock | None = None
         self.elapsed_s = 0.0
         """Seconds since the session started (read by progress displays)."""
@@ -220,13 +223,12 @@ class Engine:
     def _on_gaps(self, now: float) -> None:
         gaps = self.eeg.new_gaps()
         for gap in gaps:
-            self._event("gap", now, stream=gap.stream, start=gap.start, stop=gap.stop,
-                        duration_s=gap.duration_s, missing=gap.missing)  # fmt: skip
+            self.stim.gap(now, stream=gap.stream, start=gap.start, stop=gap.stop,
+                          duration_s=gap.duration_s, missing=gap.missing)  # fmt: skip
         if gaps:
             # windows must not straddle the gap, and filters restart from the new data
             self.pipeline.reset()
             self._samples_since_gap = 0
-            self.stim.reset_policy(self.governor.amplitude)
 
     def _watch_input(self, now: float, arrived: bool) -> None:
         if arrived and self.stalled:
@@ -236,7 +238,7 @@ class Engine:
             since = self.eeg.seconds_since_data(now)
             if since > self.protocol.safety.watchdog_stall_s:
                 self.stalled = True
-                self.governor.trip("input stall", now)
+                self.stim.watchdog_trip("input stall", now)
                 self._event("stall", now, stream=self.eeg.name, silent_ms=round(since * 1e3, 1))
 
     def _watch_decoder(self, now: float) -> None:
@@ -248,10 +250,9 @@ class Engine:
         # a non-finite output lifts only once a finite decision has come after it
         finite_since = self._last_decision > self.stim.nonfinite_at
         if silent and reason is None:
-            self.governor.trip("decoder silent", now)
+            self.stim.watchdog_trip("decoder silent", now)
         elif not silent and not self.stalled and reason in _WATCHDOG_REASONS and finite_since:
-            self.governor.recover(now)
-            self.stim.reset_policy(self.governor.amplitude)
+            self.stim.watchdog_recover(now)
 
     # timeline ------------------------------------------------------------------------------
     def _start_block(self, block: PlannedBlock, now: float) -> None:
@@ -260,23 +261,20 @@ class Engine:
             if self.block.kind == "baseline":
                 self._calibrate_from_baseline(now - self._block_start, now)
         self.block, self._block_start, self._next_trial = block, now, 0
-        self._event("block", now, index=block.index, block=block.kind)
+        self._event("block", now, index=block.index, block=block.kind, stimulate=block.stimulate,
+                    stalled=self.stalled)  # fmt: skip
         if block.kind == "closed_loop":
-            self.stim.reset_policy(new_block=True)
             self._last_decision = now  # from here the decoder watchdog counts
-        if block.kind == "closed_loop" and block.stimulate:
-            self.governor.recover(now)  # lifts the previous block's hold
-            if self.stalled:  # a watchdog trip, lifted when the input resumes
-                self.governor.trip("input stall", now)
-        else:
-            self.governor.trip(f"{block.kind} block", now, kind="hold")
+        self.stim.start_block(block.kind, block.stimulate, now, self.stalled)
 
     def _calibrate_from_baseline(self, seconds: float, now: float) -> None:
         """The controller's reference from the baseline block just ended (biomarker, phase)."""
         if not self.protocol.uses_decoder:
             n = min(int(seconds * self.eeg.sfreq), len(self.processed))
             hop = max(1, round(self.protocol.preprocessing.hop_s * self.eeg.sfreq))
-            self.stim.calibrate(self.processed.latest(n)[0], self.n_window, hop, now)
+            window, times = self.processed.latest(n)
+            self.stim.calibrate(window, self.n_window, hop, now,
+                                float(times[-1]) if n else float("nan"))  # fmt: skip
 
     def _run_cues(self, now: float) -> None:
         trials = self.block.trials
@@ -323,6 +321,8 @@ class Engine:
             self._nirs_index = input_indices(self.decoder, self.session_info)["nirs"]
         self._event("fit", pylsl.local_clock(), decoder=report.kind,
                     **{k: v for k, v in report.to_json().items() if k != "kind"})  # fmt: skip
+        if self.on_fit is not None:
+            self.on_fit(self.decoder)
         return True
 
     # the loop ------------------------------------------------------------------------------
@@ -337,7 +337,7 @@ class Engine:
         self._start_block(queue.pop(0), start)
         if self.control_address:
             self._event("control", start, address=self.control_address)
-        self.stim.write(0.0, self.eeg.newest_time)
+        self.stim.write(0.0, self.eeg.newest_time, origin="start", decided_at=start)
         next_nirs = start
         # one BLAS thread: multi-threaded numpy on a small window costs more in wake-ups than it
         # saves (p99 8-17 ms instead of < 1 ms on 2 shared cores). Set process-wide (OpenBLAS);
@@ -350,6 +350,10 @@ class Engine:
                 now = pylsl.local_clock()
                 self._watch_input(now, arrived=bool(len(times)))
                 if len(times):
+                    if not self.eeg_started:  # where offline replay starts the filters
+                        self.eeg_started = True
+                        self._event("input", now, stream=self.eeg.name,
+                                    first_sample=float(times[0]))  # fmt: skip
                     self._on_gaps(now)
                     self._on_eeg(data, times, now)
                     if self.stim.trigger is not None:

@@ -12,15 +12,17 @@ from bci.streams import (
     DECODER_TIME_CHANNEL,
     DECODER_TYPE,
     EVENTS_TYPE,
+    INFO_TYPE,
     LATENCY_CHANNELS,
     LATENCY_TYPE,
     MARKERS_TYPE,
     STIM_CHANNELS,
+    STIM_ORIGINS,
     STIM_TYPE,
     stream_names,
 )
 
-ENGINE_STREAMS = ("cues", "decoder", "stim", "events", "latency")
+ENGINE_STREAMS = ("cues", "decoder", "stim", "events", "latency", "info")
 """Keys (in ``stream_names``) of the streams the engine publishes."""
 
 
@@ -40,7 +42,10 @@ def _info(name: str, kind: str, labels: list[str], fmt: str, unit: str, prefix: 
 
 
 class SessionOutlets:
-    """Cue, decoder, stimulation, event and latency outlets of one session.
+    """Cue, decoder, stimulation, event, latency and session-info outlets of one session.
+
+    Stimulation commands and events share one counter (``seq``), so a reader of the recording
+    knows the order they happened in even when their timestamps tie.
 
     Parameters
     ----------
@@ -72,7 +77,10 @@ class SessionOutlets:
         self.latency = pylsl.StreamOutlet(
             _info(n["latency"], LATENCY_TYPE, list(LATENCY_CHANNELS), "double64", "ms", prefix)
         )
+        self.info = pylsl.StreamOutlet(_info(n["info"], INFO_TYPE, ["info"], "string", "", prefix))
         self.counts = dict.fromkeys(ENGINE_STREAMS, 0)
+        self.seq = 0
+        """Commands and events published so far."""
         self._decoder_row = np.zeros(len(decoder_labels))
         self._stim_row = np.zeros(len(STIM_CHANNELS))
 
@@ -110,18 +118,28 @@ class SessionOutlets:
         self.decoder.push_sample(self._decoder_row, sample_time)
         self.counts["decoder"] += 1
 
-    def stimulation(self, command) -> None:
-        """Publish a :class:`~devices.stimulators.StimCommand` at its write time."""
+    def stimulation(self, command, decided_at: float, origin: str) -> None:
+        """Publish a :class:`~devices.stimulators.StimCommand` at its write time, with the
+        clock the governor decided it at and why it was written (one of ``STIM_ORIGINS``)."""
         row = self._stim_row
         row[0], row[1], row[2] = command.amplitude, command.frequency_hz, command.pulses
         row[3], row[4] = command.write_time, command.sample_time
+        row[5], row[6], row[7] = decided_at, STIM_ORIGINS.index(origin), self.seq
+        self.seq += 1
         self.stim.push_sample(row, command.write_time)
         self.counts["stim"] += 1
 
     def event(self, kind: str, time: float, **detail) -> None:
-        """Publish an event (JSON text: ``{"kind": ..., ...}``) at ``time``."""
-        self.events.push_sample([json.dumps({"kind": kind, **detail})], time)
+        """Publish an event (JSON text: ``{"kind": ..., "seq": ..., ...}``) at ``time``."""
+        text = json.dumps({"kind": kind, "seq": self.seq, **detail})
+        self.seq += 1
+        self.events.push_sample([text], time)
         self.counts["events"] += 1
+
+    def session_info(self, kind: str, **content) -> None:
+        """Publish a session-info record (JSON text: ``{"kind": ..., ...}``)."""
+        self.info.push_sample([json.dumps({"kind": kind, **content})], pylsl.local_clock())
+        self.counts["info"] += 1
 
     def latency_sample(self, stages_ms: np.ndarray, time: float) -> None:
         """Publish per-stage durations and the end-to-end latency of one decision, ms."""

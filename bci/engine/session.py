@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import platform
+import socket
 import subprocess
 import sys
 import threading
@@ -12,6 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from bci import __version__
 from bci.acquire import Inlet, InletSettings, StreamQuery, resolve_streams
 from bci.engine.control import ControlInbox, ControlServer
 from bci.engine.fitting import write_fit_report
@@ -20,7 +24,7 @@ from bci.engine.outlets import SessionOutlets
 from bci.engine.summary import build_summary, plot_summary
 from bci.engine.timeline import plan_blocks, planned_duration_s
 from bci.protocol import Protocol
-from bci.record import Recorder
+from bci.record import Recorder, name_predicate
 from bci.streams import EEG_TYPE, NIRS_TYPE, stream_names
 from devices.stimulators import open_stimulator
 
@@ -44,6 +48,7 @@ def virtual_subject_command(protocol: Protocol) -> list[str]:
         "--srate", f"{src.eeg_srate:g}",
         "--line-freq", str(src.line_freq),
         "--chunk-ms", f"{src.chunk_s * 1e3:g}",
+        "--stop-on-stdin-eof",  # a killed session leaves no subject streaming
     ]  # fmt: skip
     if not src.fnirs:
         command.append("--no-fnirs")
@@ -68,7 +73,7 @@ class VirtualSubjectProcess:
             self.command,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,  # closed when this process ends, however it ends
             start_new_session=True,
         )
         return self
@@ -81,6 +86,7 @@ class VirtualSubjectProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.process.stdin.close()
         self._log.close()
 
 
@@ -96,25 +102,69 @@ def _source_queries(protocol: Protocol) -> tuple[StreamQuery, StreamQuery | None
     return eeg, nirs
 
 
-def _progress(engine: Engine, total_s: float, done: threading.Event) -> None:
+def _progress(engine: Engine, total_s: float, done: threading.Event,
+              recorder: Recorder | None) -> None:  # fmt: skip
     # a separate thread, so the hot loop never writes to the terminal
     fmt = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} s {postfix}"
     with tqdm(total=round(total_s), desc="session", bar_format=fmt, leave=True) as bar:
         while not done.wait(0.5):
             block = engine.block.kind if engine.block else ""
-            bar.set_postfix_str(f"{block} trials={len(engine.record.cues)}", refresh=False)
+            xdf = f" xdf={recorder.size_bytes / 1e6:.1f}MB" if recorder else ""
+            bar.set_postfix_str(f"{block} trials={len(engine.record.cues)}{xdf}", refresh=False)
             bar.update(max(0, min(round(engine.elapsed_s), bar.total) - bar.n))
+
+
+def session_record(protocol: Protocol, protocol_name: str, protocol_text: str,
+                   overrides: list[str], note: str | None) -> dict:  # fmt: skip
+    """The session-info stream's first record: what ran, where, by whom. ``resolved`` is the
+    validated protocol (overrides applied), what offline replay rebuilds the session from."""
+    record = {
+        "protocol_name": str(protocol_name), "protocol": protocol_text,
+        "overrides": list(overrides), "resolved": protocol.model_dump(mode="json"),
+        "software": {"neuroloop": __version__, "python": platform.python_version()},
+        "host": socket.gethostname(), "platform": platform.platform(),
+        "operator": getpass.getuser(), "note": note or "",
+        "started": datetime.now().astimezone().isoformat(timespec="seconds"),
+    }  # fmt: skip
+    if protocol.decoder.model is not None:
+        from bci.train.files import sha256_of
+
+        model = Path(protocol.decoder.model)
+        record["model"] = {"file": str(model), "sha256": sha256_of(model)}
+    return record
+
+
+def _late_streams(protocol: Protocol) -> str:
+    """The predicate of streams added to the recording when they appear: the session's own
+    prefix, and the protocol's ``[recording] also``."""
+    own = f"starts-with(name,'{protocol.session.prefix}-')"
+    return " or ".join([own, *(f"({p})" for p in protocol.recording.also)])
+
+
+def _recorded_streams(protocol: Protocol, session_streams: list[str]) -> list[str]:
+    """The session's streams and those on the network matching ``[recording] also``."""
+    import pylsl
+
+    names = list(session_streams)
+    for predicate in protocol.recording.also:
+        for info in pylsl.resolve_bypred(predicate, 0, 1.0):
+            if info.name() not in names:
+                name_predicate(info.name())  # a name LabRecorder cannot select is refused now
+                names.append(info.name())
+    return names
 
 
 def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_dir: Path,
                 max_minutes: float | None = None, stop: threading.Event | None = None,
                 progress: bool = True, inbox: ControlInbox | None = None,
-                on_engine=None) -> tuple[dict, EngineRecord]:  # fmt: skip
+                on_engine=None, overrides: list[str] = (),
+                note: str | None = None) -> tuple[dict, EngineRecord]:  # fmt: skip
     """Run a protocol end to end; writes ``summary.json``, ``summary.png`` (and the XDF).
 
     ``inbox`` takes operator commands (Ctrl-C's emergency stop); with ``control.enabled`` a
     ZeroMQ server feeds it too. ``on_engine(engine)`` is called once the engine exists (tests,
-    the GUI), before the session starts.
+    the GUI), before the session starts. ``overrides`` (the ``--set`` applied) and the
+    operator's ``note`` go into the recording's session-info stream.
 
     Returns
     -------
@@ -156,23 +206,32 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
             if progress:
                 print(f"control channel: {engine.control_address} (bci control "
                       "estop|rearm|status|stop --address ...)", flush=True)  # fmt: skip
+        engine.on_fit = lambda decoder: _keep_model(decoder, out_dir, outlets)
         if on_engine is not None:
             on_engine(engine)
         recorder = None
         if protocol.recording.enabled:
             names = [eeg.name] + ([nirs.name] if nirs else []) + outlets.stream_list
-            recorder = Recorder(out_dir / protocol.recording.filename, names)
+            recorder = Recorder(out_dir / protocol.recording.filename,
+                                _recorded_streams(protocol, names))  # fmt: skip
             stack.callback(recorder.stop)
             # runs before the stop: samples pushed last (the end event) reach the file
             stack.callback(threading.Event().wait, _RECORDER_FLUSH_S)
             recorder.start()
             outlets.wait_for_consumers()
+            recorder.watch(_late_streams(protocol), _announce_late_streams if progress else None)
+            if progress:
+                print(f"recording {len(recorder.stream_names)} streams to {recorder.path}",
+                      flush=True)  # fmt: skip
+        outlets.session_info(
+            "session", **session_record(protocol, protocol_name, protocol_text, overrides, note)
+        )
         done = threading.Event()
         if progress:
             monitor = threading.Thread(
                 # fitting takes a few seconds the plan cannot know
                 target=_progress,
-                args=(engine, planned_duration_s(blocks) + 3, done),
+                args=(engine, planned_duration_s(blocks) + 3, done, recorder),
                 daemon=True,
             )
             monitor.start()
@@ -185,8 +244,8 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
         finally:
             done.set()
             stop_error = _stop_stimulator(stimulator)  # the device off before anything slow
-            if engine.decoder is not None:  # the fitted model, for replay and later sessions
-                _keep_model(engine, out_dir)
+            if engine.record.fit is not None:
+                _write_fit_report(engine, out_dir)
         stack.close()  # stop the recorder and the subject before reading the file
         recording = _recording_info(recorder) if recorder else None
         summary = build_summary(
@@ -210,14 +269,30 @@ def _stop_stimulator(stimulator) -> str | None:
     return None
 
 
-def _keep_model(engine: Engine, out_dir: Path) -> None:
-    """Save the session's fitted decoder and its training report; a failure here is reported
-    and never hides the session's own outcome."""
+def _announce_late_streams(names: list[str], path: Path) -> None:
+    print(f"\nrecording new stream(s) {', '.join(names)} to {path}", flush=True)
+
+
+def _keep_model(decoder, out_dir: Path, outlets: SessionOutlets) -> None:
+    """Save the session's fitted decoder (for replay and later sessions) and name its hash in
+    the session-info stream; a failure is reported and never stops the session."""
+    from bci.train.files import sha256_of
+
+    path = out_dir / "model.npz"
     try:
-        engine.decoder.save(out_dir / "model.npz")
+        decoder.save(path)
+    except Exception as err:  # the session's own result matters more
+        print(f"warning: could not save the session's model: {err}", file=sys.stderr)
+        return
+    outlets.session_info("model", file=path.name, sha256=sha256_of(path))
+
+
+def _write_fit_report(engine: Engine, out_dir: Path) -> None:
+    """The fitted decoder's training report; a failure is reported, never raised."""
+    try:
         write_fit_report(out_dir / "training_report.png", engine.decoder, engine.record.fit)
     except Exception as err:  # the session's own result matters more
-        print(f"warning: could not save the session's model or report: {err}", file=sys.stderr)
+        print(f"warning: could not write the training report: {err}", file=sys.stderr)
 
 
 def _recording_info(recorder: Recorder) -> dict:

@@ -24,6 +24,12 @@ _TELEMETRY_EVERY_S = 1.0
 _log = logging.getLogger("bci.safety")
 
 
+def governor_step_s(hop_s: float) -> float:
+    """The governor's longest slew step for a decision hop, s: at most 0.15 s worth of change
+    per command, so a long hop never becomes a step a participant feels."""
+    return max(min(1.5 * hop_s, 0.15), 1e-3)
+
+
 def build_policy(protocol: Protocol):
     """The protocol's amplitude policy (``policy(row, time) -> amplitude``); None for the
     phase trigger, which fires pulses instead."""
@@ -89,11 +95,22 @@ class StimulationPath:
         EEG rate, Hz.
     pipeline : Pipeline
         The engine's EEG preprocessing (the phase trigger corrects its filters' phase lag).
+    clock : callable
+        The session clock (``pylsl.local_clock``; offline replay gives the recorded one).
+
+    Notes
+    -----
+    Everything that changes what the governor allows comes in through a method that records
+    it first as an event (``block``, ``watchdog``, ``gap``, ``operator``, ``stimulator_failed``,
+    ``ending``) or is a decision, so offline replay can feed a recording's inputs back through
+    this same path in the order they happened.
     """
 
     def __init__(self, protocol: Protocol, stimulator: Stimulator, outlets, commands: list,
-                 event: Callable, max_step_s: float, sfreq: float, pipeline) -> None:  # fmt: skip
+                 event: Callable, max_step_s: float, sfreq: float, pipeline,
+                 clock: Callable[[], float] = pylsl.local_clock) -> None:  # fmt: skip
         self.protocol, self.stimulator, self.outlets = protocol, stimulator, outlets
+        self.clock = clock
         self.commands, self._event = commands, event
         self.governor = Governor(
             protocol.stimulator.governor_settings(protocol.safety.stop_ramp_s, max_step_s)
@@ -119,8 +136,10 @@ class StimulationPath:
         self._next_telemetry = -math.inf
 
     # writing ---------------------------------------------------------------------------------
-    def write(self, amplitude: float, sample_time: float, pulses: int = 0) -> StimCommand | None:
-        """Write one governed command, publish and record it."""
+    def write(self, amplitude: float, sample_time: float, pulses: int = 0, *,
+              origin: str, decided_at: float) -> StimCommand | None:  # fmt: skip
+        """Write one governed command, publish and record it (``origin``: one of
+        ``STIM_ORIGINS``; ``decided_at``: the clock the governor computed it at)."""
         if self.failed:
             return None
         freq = self.protocol.stimulator.frequency_hz if amplitude else 0.0
@@ -130,7 +149,7 @@ class StimulationPath:
             self.fail(err)
             raise
         self.commands.append(command)
-        self.outlets.stimulation(command)
+        self.outlets.stimulation(command, decided_at, origin)
         return command
 
     def fail(self, err: Exception) -> None:
@@ -139,7 +158,8 @@ class StimulationPath:
         if self.failed is not None:
             return
         self.failed = str(err)
-        now = pylsl.local_clock()
+        now = self.clock()
+        self._event("stimulator_failed", now, error=self.failed)
         self.governor.estop(f"stimulator failed: {err}", now)
         try:
             self.stimulator.stop()
@@ -152,25 +172,55 @@ class StimulationPath:
         amplitude = self.governor.tick(now)
         last = self.stimulator.last
         if last is not None and last.amplitude != amplitude:
-            self.write(amplitude, sample_time)
+            self.write(amplitude, sample_time, origin="hold", decided_at=now)
         self.publish_safety_events()
+
+    # the inputs that change what the governor allows -----------------------------------------
+    def start_block(self, kind: str, stimulate: bool, now: float, stalled: bool) -> None:
+        """A block starts: a stimulating closed-loop block lifts the previous block's hold (an
+        input still stalled trips again at once); any other block holds the output at zero."""
+        if kind == "closed_loop":
+            self.reset_policy(new_block=True)
+        if kind == "closed_loop" and stimulate:
+            self.governor.recover(now)
+            if stalled:  # a watchdog trip, lifted when the input resumes
+                self.governor.trip("input stall", now)
+        else:
+            self.governor.trip(f"{kind} block", now, kind="hold")
+
+    def watchdog_trip(self, reason: str, now: float) -> None:
+        """The watchdog saw an input stall or a silent decoder: never rise, ramp to zero."""
+        self._event("watchdog", now, action="trip", reason=reason)
+        self.governor.trip(reason, now)
+
+    def watchdog_recover(self, now: float) -> None:
+        """The watchdog's cause is gone: lift its trip; the policy starts over from the output."""
+        self._event("watchdog", now, action="recover")
+        self.governor.recover(now)
+        self.reset_policy(self.governor.amplitude)
+
+    def gap(self, now: float, **detail) -> None:
+        """Samples went missing: the policy starts over from the governor's output."""
+        self._event("gap", now, **detail)
+        self.reset_policy(self.governor.amplitude)
 
     def decide(self, row: np.ndarray, newest: float, stimulate: bool) -> StimCommand | None:
         """One decision of an amplitude policy (a probability row or a biomarker row); returns
         the command written, or None (the phase path writes only changes)."""
+        now = self.clock()
         if self.policy is None:  # phase: the amplitude is a setting, pulses come from the trigger
             requested = self.protocol.controller.amplitude if stimulate else 0.0
         elif not np.isfinite(row).all():
-            self.nonfinite_at = pylsl.local_clock()
-            self.governor.trip(NONFINITE, self.nonfinite_at)
+            self.nonfinite_at = now
+            self.governor.trip(NONFINITE, now)
             requested = 0.0
         else:
             requested = self.policy(row, newest) if stimulate else 0.0
-        allowed = self.governor.request(requested, pylsl.local_clock())
+        allowed = self.governor.request(requested, now)
         last = self.stimulator.last
         command = None
         if self.policy is not None or last is None or last.amplitude != allowed:
-            command = self.write(allowed, newest)
+            command = self.write(allowed, newest, origin="decision", decided_at=now)
         self.publish_safety_events()
         return command
 
@@ -185,9 +235,11 @@ class StimulationPath:
         self._phase = None
 
     # what the controller reads when it is not the decoder -----------------------------------
-    def calibrate(self, window: np.ndarray, n_window: int, hop: int, now: float) -> None:
+    def calibrate(self, window: np.ndarray, n_window: int, hop: int, now: float,
+                  sample_time: float) -> None:  # fmt: skip
         """Set the biomarker's reference (median band power over decision windows) or the phase
-        trigger's amplitude gate from the baseline block's preprocessed picks."""
+        trigger's amplitude gate from the baseline block's preprocessed picks (``window``, its
+        newest sample at ``sample_time``)."""
         if self.trigger is not None:
             detail = {"phase_gate": self.trigger.calibrate(window @ self.phase_weights)}
         else:
@@ -202,8 +254,8 @@ class StimulationPath:
                 )
             self.biomarker_scale = scale
             detail = {"biomarker_median": scale}
-        self._event("baseline", now, seconds=round(len(window) / self.sfreq, 2),
-                    **detail)  # fmt: skip
+        self._event("baseline", now, samples=len(window), sample_time=sample_time,
+                    seconds=round(len(window) / self.sfreq, 2), **detail)  # fmt: skip
 
     def biomarker(self, window: np.ndarray) -> float:
         """Band power of a preprocessed window relative to the baseline median."""
@@ -222,10 +274,10 @@ class StimulationPath:
         # refused (governor, device still charging), so the next chunk does not retry it
         self._phase = None
         self.trigger.fired(now)
-        now = pylsl.local_clock()  # the pulse interval counts to the write, not the iteration
+        now = self.clock()  # the pulse interval counts to the write, not the iteration
         amplitude = self.governor.request(self.protocol.controller.amplitude, now)
         fire = self.governor.request_pulse(now)
-        command = self.write(amplitude, newest_sample, int(fire))
+        command = self.write(amplitude, newest_sample, int(fire), origin="pulse", decided_at=now)
         if command is not None and command.pulses:
             self.pulse_latency_ms.append((command.write_time - newest_sample) * 1e3)
         self.publish_safety_events()
@@ -258,12 +310,21 @@ class StimulationPath:
 
     def estop(self, who: str, now: float, sample_time: float) -> None:
         """Emergency stop: zero (TMS: disarm) now, latched until an operator re-arms."""
+        self._event("operator", now, cmd="estop", who=who)
         self.governor.estop(f"emergency stop by {who}", now)
         self.reset_policy(0.0)
         last = self.stimulator.last
         if last is None or last.amplitude != 0.0:
-            self.write(0.0, sample_time)
+            self.write(0.0, sample_time, origin="estop", decided_at=now)
         self.publish_safety_events()
+
+    def rearm(self, who: str, now: float) -> bool:
+        """Lift the emergency stop (the operator confirmed); True if one was latched."""
+        self._event("operator", now, cmd="rearm", who=who)
+        rearmed = self.governor.rearm(now, who)
+        self.reset_policy(0.0)
+        self.publish_safety_events()
+        return rearmed
 
     def serve(self, inbox: ControlInbox, now: float, sample_time: float,
               status: Callable[[], dict]) -> None:  # fmt: skip
@@ -289,10 +350,7 @@ class StimulationPath:
                     reply = {"ok": False, "error": f"the stimulator failed ({self.failed}); "
                              "it cannot be re-armed in this session"}  # fmt: skip
                 else:
-                    rearmed = self.governor.rearm(now, who)
-                    self.reset_policy(0.0)
-                    self.publish_safety_events()
-                    reply = {"ok": True, "rearmed": rearmed}
+                    reply = {"ok": True, "rearmed": self.rearm(who, now)}
             elif cmd == "stop":
                 self.stop_requested = True
                 reply = {"ok": True, "stopping": True}
@@ -312,15 +370,16 @@ class StimulationPath:
 
     def ramp_to_zero(self, wait: Callable[[float], object], sample_time: Callable[[], float]):
         """End of session: follow the governor's stop ramp down to zero, then write zero."""
-        now = pylsl.local_clock()
+        now = self.clock()
+        self._event("ending", now)
         self.governor.trip("session end", now, kind="hold")
         deadline = now + self.protocol.safety.stop_ramp_s
         try:
             while self.governor.amplitude and now < deadline and not self.failed:
                 self.hold_safe(now, sample_time())
                 wait(0.01)  # the session is over: nothing else to serve
-                now = pylsl.local_clock()
+                now = self.clock()
         finally:
             if not self.failed:
-                self.write(0.0, sample_time())
+                self.write(0.0, sample_time(), origin="end", decided_at=now)
             self.publish_safety_events()

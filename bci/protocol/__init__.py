@@ -1,6 +1,12 @@
 """Session protocols: TOML files validated before anything starts."""
 
-from bci.protocol.load import ProtocolError, apply_overrides, find_protocol, load_protocol
+from bci.protocol.load import (
+    ProtocolError,
+    apply_overrides,
+    find_protocol,
+    load_protocol,
+    protocol_from_data,
+)
 from bci.protocol.schema import Block, Protocol
 
 __all__ = [
@@ -10,4 +16,5 @@ __all__ = [
     "apply_overrides",
     "find_protocol",
     "load_protocol",
+    "protocol_from_data",
 ]

@@ -235,15 +235,28 @@ def load_protocol(path: str | Path, overrides: Iterable[str] = ()) -> tuple[Prot
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ProtocolError(str(file), [f"not valid TOML: {err}"]) from None
+    return protocol_from_data(data, str(file), file.parent, overrides), text
+
+
+def protocol_from_data(data: dict, source: str, folder: Path,
+                       overrides: Iterable[str] = ()) -> Protocol:  # fmt: skip
+    """Override and validate a protocol's data (a parsed TOML file, or the validated protocol a
+    recording carries); ``source`` names it in errors, ``folder`` anchors a relative model path.
+
+    Raises
+    ------
+    ProtocolError
+        With one line per problem.
+    """
     data = apply_overrides(data, overrides)
     try:
         protocol = Protocol.model_validate(data)
     except ValidationError as err:
-        raise ProtocolError(str(file), format_validation_error(err)) from None
-    protocol = _resolve_model(protocol, file.parent)
+        raise ProtocolError(source, format_validation_error(err)) from None
+    protocol = _resolve_model(protocol, folder)
     problems = channel_problems(protocol, _virtual_channels)
     if protocol.decoder.model is not None:
         problems += model_problems(protocol)
     if problems:
-        raise ProtocolError(str(file), problems)
-    return protocol, text
+        raise ProtocolError(source, problems)
+    return protocol

@@ -163,6 +163,10 @@ class RecordingSection(_Strict):
     """Record every session stream to XDF with LabRecorder."""
     filename: str = "session.xdf"
     """XDF file name inside the session's output folder."""
+    also: list[str] = []
+    """LSL predicates (XPath, e.g. ``"type='EEG'"``) of further streams to record. A stream
+    matching one, or named with the session's prefix, that appears after the start (a second
+    amplifier) is added to the recording (as a part file beside the XDF)."""
 
 
 class Protocol(_Strict):

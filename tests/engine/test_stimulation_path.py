@@ -38,7 +38,7 @@ class PublishedCommands:
     def __init__(self) -> None:
         self.commands: list = []
 
-    def stimulation(self, command) -> None:
+    def stimulation(self, command, decided_at: float, origin: str) -> None:
         self.commands.append(command)
 
 
@@ -232,13 +232,18 @@ def test_unplugged_stimulator_fails_the_path_and_latches_the_estop(tes):
     n_commands = len(p.commands)
     emulator.unplug()
     with pytest.raises(StimulatorError, match=r"tES stimulator.*(cable|reply)"):
-        p.path.write(p.path.governor.amplitude + 0.01, pylsl.local_clock())
+        p.path.write(
+            p.path.governor.amplitude + 0.01,
+            pylsl.local_clock(),
+            origin="decision",
+            decided_at=pylsl.local_clock(),
+        )
     assert p.path.failed and "tES stimulator" in p.path.failed
     assert p.path.governor.estopped and p.path.governor.amplitude == 0.0
     estop = next(e for e in p.events if e["kind"] == "safety.estop")
     assert "stimulator failed" in estop["detail"]
     # nothing more goes to the dead device, and nothing raises any more
-    assert p.path.write(0.0, pylsl.local_clock()) is None
+    assert p.path.write(0.0, 0.0, origin="decision", decided_at=0.0) is None
     p.path.decide(np.array([0.0]), pylsl.local_clock(), stimulate=True)
     p.path.poll(pylsl.local_clock())
     p.path.hold_safe(pylsl.local_clock(), pylsl.local_clock())

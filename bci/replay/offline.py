@@ -1,0 +1,532 @@
+"""Offline replay: a recording's inputs through the session's own stages, as fast as they go.
+
+The runtime wraps the same stage objects as the engine (the preprocessing pipeline, the decoder,
+the stimulation path with its policy and governor), so a NeuroLoop recording replayed with its
+own protocol and model gives back its decoder outputs and stimulation commands. What a live
+session took from the wall clock is taken from the recording instead:
+
+- a decision is made where the session made one (the decoder stream's ``sample_time``), on the
+  window ending at that sample; the governor decides at the clock the session recorded
+  (``decided_at`` on the stimulation stream);
+- blocks, watchdog trips, gaps, operator commands and the session's end are the recorded input
+  events, fed to the stimulation path in the order they happened (the shared ``seq``).
+
+With another model or ``--set`` the same inputs give what would have changed. A recording that
+is not a NeuroLoop session (an EDF from another lab) is decided on every hop, as one
+closed-loop block.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from bci.acquire.inlet import InletSettings
+from bci.decode import Decoder, load_decoder, select_inputs
+from bci.engine.fitting import input_indices, session_info
+from bci.engine.loop import EngineRecord
+from bci.engine.preprocess import eeg_pipeline
+from bci.engine.stimulation import StimulationPath, governor_step_s
+from bci.engine.summary import closed_loop_accuracy
+from bci.protocol import Protocol, ProtocolError, load_protocol, protocol_from_data
+from bci.replay.recording import RecordedStream, Recording, RecordingError, load_recording
+from bci.streams import (
+    DECODER_TIME_CHANNEL,
+    EEG_TYPE,
+    INFO_TYPE,
+    STIM_CHANNELS,
+    STIM_ORIGINS,
+    stream_names,
+)
+from devices.stimulators import SimulatedStimulator, StimulatorError
+
+_CHUNK_S = 10.0
+"""Seconds of EEG preprocessed per step (bounds memory on long recordings)."""
+_BATCH = 256
+"""Decoder windows per call."""
+_COLUMN = {name: i for i, name in enumerate(STIM_CHANNELS)}
+
+
+@dataclass
+class OfflineRun:
+    """What one offline replay computed, next to what the recording holds."""
+
+    protocol: Protocol
+    decision_times: np.ndarray
+    """Newest-sample time of every decision, s."""
+    outputs: np.ndarray
+    """What the controller read at each decision: probabilities (n, n_classes) or the
+    biomarker (n, 1)."""
+    commands: list[tuple[float, float, int, float, str]] = field(default_factory=list)
+    """(amplitude, frequency_hz, pulses, sample_time, origin) of every command written."""
+    events: list[dict] = field(default_factory=list)
+    """Every event the stimulation path raised."""
+    seconds: dict = field(default_factory=dict)
+    """Wall time per step (load, preprocess, decode, stimulate), s."""
+
+
+class _Published:
+    """Stands in for the session outlets: keeps what the stimulation path publishes."""
+
+    def __init__(self, run: OfflineRun) -> None:
+        self.run = run
+
+    def stimulation(self, command, decided_at: float, origin: str) -> None:
+        self.run.commands.append(
+            (command.amplitude, command.frequency_hz, command.pulses, command.sample_time, origin)
+        )
+
+
+class _Clock:
+    """The recorded session clock, set before each step."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# the recording ------------------------------------------------------------------------------
+def _json_rows(stream: RecordedStream | None) -> list[tuple[float, dict]]:
+    if stream is None:
+        return []
+    rows = []
+    for t, value in zip(stream.timestamps, stream.data[:, 0], strict=True):
+        try:
+            rows.append((float(t), json.loads(value)))
+        except (TypeError, ValueError):
+            continue  # not a NeuroLoop record
+    return rows
+
+
+def _session_record(recording: Recording) -> tuple[dict | None, list[dict]]:
+    """The session-info stream's session record and its model records."""
+    info = recording.find(type=INFO_TYPE)
+    records = [row for _, row in _json_rows(info)]
+    session = next((r for r in records if r.get("kind") == "session"), None)
+    return session, [r for r in records if r.get("kind") == "model"]
+
+
+def replay_protocol(recording: Recording, protocol: str | Path | None,
+                    overrides: list[str]) -> tuple[Protocol, bool]:  # fmt: skip
+    """The protocol to replay with, and whether it is the recorded session's own.
+
+    Raises
+    ------
+    RecordingError
+        If the recording carries no protocol and none is given.
+    ProtocolError
+        If the protocol (with the overrides) is not valid.
+    """
+    session, _ = _session_record(recording)
+    if protocol is not None:
+        return load_protocol(protocol, overrides)[0], False
+    if session is None or "resolved" not in session:
+        raise RecordingError(
+            f"{recording.path} is not a NeuroLoop session recording (no session-info stream "
+            "with its protocol): give the protocol to replay it with, --protocol FILE."
+        )
+    loaded = protocol_from_data(session["resolved"], f"{recording.path} (recorded protocol)",
+                                recording.path.parent, overrides)  # fmt: skip
+    return loaded, not overrides
+
+
+def replay_model(recording: Recording, protocol: Protocol,
+                 model: str | Path | None) -> tuple[Decoder | None, bool]:  # fmt: skip
+    """The decoder to replay with (None when the controller reads no decoder), and whether it is
+    the one the session used: ``model``, else the session's fitted ``model.npz`` beside the
+    recording (its SHA-256 checked against the session-info stream), else the protocol's."""
+    from bci.train.files import sha256_of
+
+    if not protocol.uses_decoder:
+        return None, True
+    if model is not None:
+        return load_decoder(Path(model)), False
+    session, models = _session_record(recording)
+    recorded = models[-1] if models else (session or {}).get("model")
+    if recorded is None:
+        if protocol.decoder.model is not None:
+            return load_decoder(protocol.decoder.model), False
+        raise RecordingError(
+            f"{recording.path} names no model its decoder used (the session ended before the "
+            "fit, or the file is not a NeuroLoop session): give one, --model FILE."
+        )
+    path = Path(recorded["file"])
+    path = path if path.is_absolute() else recording.path.parent / path
+    if not path.exists():
+        raise RecordingError(
+            f"the session's model {path} is missing: put it beside the recording, or give "
+            "another with --model FILE."
+        )
+    if sha256_of(path) != recorded["sha256"]:
+        raise RecordingError(
+            f"{path} is not the model the session used (SHA-256 differs from the recording's "
+            f"{recorded['sha256'][:12]}…): restore it, or replay it as another model with "
+            "--model FILE."
+        )
+    return load_decoder(path), True
+
+
+def _input_stream(recording: Recording, protocol: Protocol) -> RecordedStream:
+    names = stream_names(protocol.session.prefix)
+    name = protocol.source.eeg_stream if protocol.source.kind != "virtual" else None
+    for candidate in (name, names["eeg"]):
+        found = recording.find(name=candidate) if candidate else None
+        if found is not None:
+            return found
+    return recording.stream(type=EEG_TYPE)
+
+
+def _stim_rows(recording: Recording, protocol: Protocol) -> np.ndarray:
+    stim = recording.find(name=stream_names(protocol.session.prefix)["stim"])
+    if stim is None or stim.n_samples == 0:
+        return np.zeros((0, len(STIM_CHANNELS)))
+    if stim.n_channels != len(STIM_CHANNELS):
+        raise RecordingError(
+            f"{stim.name} has {stim.n_channels} channels, not NeuroLoop's {len(STIM_CHANNELS)} "
+            f"{STIM_CHANNELS}: it was recorded by another version; replay it with --protocol "
+            "to decide on every hop instead."
+        )
+    return stim.data[np.argsort(stim.data[:, _COLUMN["seq"]], kind="stable")]
+
+
+# preprocessing and decisions ---------------------------------------------------------------
+def _segments(times: np.ndarray, sfreq: float) -> list[tuple[int, int]]:
+    """(start, stop) index ranges between gaps, by the engine inlet's own rule."""
+    if sfreq <= 0 or len(times) < 2:
+        return [(0, len(times))]
+    jumps = np.diff(times) - 1.0 / sfreq > InletSettings().gap_min_s
+    cuts = [0, *(np.flatnonzero(jumps) + 1).tolist(), len(times)]
+    return list(itertools.pairwise(cuts))
+
+
+def _preprocess(stream: RecordedStream, protocol: Protocol, first: int, bar: tqdm):
+    """The engine's preprocessing over the stream from sample ``first`` (the first the session
+    read), restarted after every gap. Returns the pipeline, the processed picks (zeros before
+    ``first``) and each sample's segment start."""
+    pipeline = eeg_pipeline(protocol.preprocessing, stream.ch_names, stream.srate,
+                            stream.ch_types)  # fmt: skip
+    out = np.zeros((stream.n_samples, len(protocol.preprocessing.picks)))
+    segment_start = np.zeros(stream.n_samples, dtype=np.int64)
+    step = max(1, int(_CHUNK_S * stream.srate))
+    for start, stop in _segments(stream.timestamps[first:], stream.srate):
+        start, stop = start + first, stop + first
+        pipeline.reset()
+        segment_start[start:stop] = start
+        for first in range(start, stop, step):
+            last = min(first + step, stop)
+            chunk, _ = pipeline(stream.data[first:last], stream.timestamps[first:last])
+            out[first:last] = chunk
+            bar.update(round((last - first) / stream.srate, 3))
+    return pipeline, out, segment_start
+
+
+def _decision_indices(times: np.ndarray, wanted: np.ndarray, sfreq: float) -> np.ndarray:
+    """Index of the sample each recorded decision time names (within a quarter sample)."""
+    index = np.clip(np.searchsorted(times, wanted), 1, max(len(times) - 1, 1))
+    nearer = np.abs(times[index - 1] - wanted) < np.abs(times[index] - wanted)
+    index = index - nearer
+    off = np.abs(times[index] - wanted) > 0.25 / sfreq
+    if off.any():
+        raise RecordingError(
+            f"{int(off.sum())} recorded decision(s) name samples the input stream does not "
+            f"hold (first at {wanted[off][0]:.3f} s): the input stream is incomplete or from "
+            "another session."
+        )
+    return index
+
+
+def _every_hop(times: np.ndarray, segment_start: np.ndarray, n_window: int,
+               hop: int) -> np.ndarray:  # fmt: skip
+    """A decision every hop once a whole window follows a gap (recordings with no decisions)."""
+    index = np.arange(n_window - 1, len(times), hop)
+    return index[index - segment_start[index] >= n_window - 1]
+
+
+def _windows(processed: np.ndarray, ends: np.ndarray, n_window: int) -> np.ndarray:
+    offsets = np.arange(-n_window + 1, 1)
+    return processed[ends[:, None] + offsets[None, :]]
+
+
+# the runtime -------------------------------------------------------------------------------
+def run_offline(recording: Recording, protocol: Protocol, decoder: Decoder | None,
+                progress: bool = True) -> OfflineRun:  # fmt: skip
+    """Feed ``recording``'s inputs through ``protocol``'s stages with ``decoder``."""
+    eeg = _input_stream(recording, protocol)
+    if eeg.srate <= 0:
+        raise RecordingError(f"{eeg.name} has no nominal rate; the engine reads regular streams.")
+    names = stream_names(protocol.session.prefix)
+    pre = protocol.preprocessing
+    n_window = round(pre.window_s * eeg.srate)
+    seconds = {}
+    events = _json_rows(recording.find(name=names["events"]))
+    first = next((row["first_sample"] for _, row in events if row.get("kind") == "input"), None)
+    first = 0 if first is None else int(_decision_indices(eeg.timestamps, np.array([first]),
+                                                          eeg.srate)[0])  # fmt: skip
+    fmt = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s"
+    with tqdm(total=eeg.n_samples / eeg.srate, desc="preprocess", disable=not progress,
+              bar_format=fmt) as bar:  # fmt: skip
+        t0 = time.perf_counter()
+        pipeline, processed, segment_start = _preprocess(eeg, protocol, first, bar)
+        seconds["preprocess"] = time.perf_counter() - t0
+    stim_rows = _stim_rows(recording, protocol)
+    decoder_stream = recording.find(name=names["decoder"])
+    # a decision is known by the newest-sample time the session recorded for it
+    if decoder is not None and decoder_stream is not None and decoder_stream.n_samples:
+        column = decoder_stream.ch_names.index(DECODER_TIME_CHANNEL)
+        keys = decoder_stream.data[:, column]
+    elif len(stim_rows):
+        origin = stim_rows[:, _COLUMN["origin"]] == STIM_ORIGINS.index("decision")
+        keys = stim_rows[origin, _COLUMN["sample_time"]]
+    else:
+        keys = None
+    if keys is not None:
+        ends = _decision_indices(eeg.timestamps, keys, eeg.srate)
+    else:
+        hop = max(1, round(pre.hop_s * eeg.srate))
+        ends = _every_hop(eeg.timestamps, segment_start, n_window, hop)
+        keys = eeg.timestamps[ends]
+    if (ends - segment_start[ends] < n_window - 1).any() or (ends < first).any():
+        raise RecordingError(
+            "a recorded decision reads a window that straddles a gap in the input: the "
+            "protocol's window_s is longer than the session's; replay with its own."
+        )
+    run = OfflineRun(protocol, np.asarray(keys, float), np.zeros((len(ends), 0)),
+                     seconds=seconds)  # fmt: skip
+    clock, published = _Clock(), _Published(run)
+    stimulator = SimulatedStimulator(protocol.stimulator.modality)
+    stimulator.connect()
+    stimulator.start()
+    path = StimulationPath(
+        protocol, stimulator, published, [], lambda kind, t, **d: run.events.append(
+            {"kind": kind, "time": t, **d}), max_step_s=governor_step_s(pre.hop_s),
+        sfreq=eeg.srate, pipeline=pipeline, clock=clock,
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    if decoder is not None:
+        run.outputs = _decode(decoder, protocol, eeg, processed, ends, n_window, progress)
+    seconds["decode"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    script = _script(recording, names, stim_rows, run.decision_times)
+    _stimulate(run, path, clock, script, processed, eeg, ends, n_window, decoder is not None)
+    seconds["stimulate"] = time.perf_counter() - t0
+    return run
+
+
+def _decode(decoder: Decoder, protocol: Protocol, eeg: RecordedStream, processed: np.ndarray,
+            ends: np.ndarray, n_window: int, progress: bool) -> np.ndarray:  # fmt: skip
+    info = session_info(protocol, eeg.srate, (), 0.0)
+    input_indices(decoder, info)  # a model that cannot read this stream is refused here
+    if "nirs" in decoder.info.inputs:
+        raise RecordingError(
+            "offline replay of hybrid EEG+fNIRS decoders is not supported: the fNIRS windows a "
+            "session read depend on when it pulled them, which is not recorded."
+        )
+    rows = np.empty((len(ends), len(decoder.info.classes)))
+    for start in tqdm(range(0, len(ends), _BATCH), desc="decode", disable=not progress,
+                      unit="batch"):  # fmt: skip
+        batch = ends[start : start + _BATCH]
+        windows = {"eeg": _windows(processed, batch, n_window)}
+        rows[start : start + len(batch)] = decoder.predict_proba(
+            select_inputs(decoder.info, windows)
+        )
+    return rows
+
+
+def _script(recording: Recording, names: dict, stim_rows: np.ndarray,
+            decision_times: np.ndarray) -> list[tuple[int, str, dict]]:  # fmt: skip
+    """The stimulation path's inputs in the order they happened: (seq, what, detail)."""
+    events = _json_rows(recording.find(name=names["events"]))
+    script = [(int(row["seq"]), "event", {"time": t, **row})
+              for t, row in events if "seq" in row]  # fmt: skip
+    for row in stim_rows:
+        detail = {name: float(row[i]) for name, i in _COLUMN.items()}
+        detail["origin"] = STIM_ORIGINS[int(row[_COLUMN["origin"]])]
+        script.append((int(row[_COLUMN["seq"]]), "command", detail))
+    if not script:  # not a NeuroLoop session: one closed-loop block, decided every hop
+        start = float(decision_times[0]) if len(decision_times) else 0.0
+        script.append((0, "event", {"kind": "block", "time": start, "block": "closed_loop",
+                                    "stimulate": True, "stalled": False}))  # fmt: skip
+        script += [(1 + i, "command", {"origin": "decision", "sample_time": float(t),
+                                       "decided_at": float(t)})
+                   for i, t in enumerate(decision_times)]  # fmt: skip
+    return sorted(script, key=lambda item: item[0])
+
+
+def _stimulate(run: OfflineRun, path: StimulationPath, clock: _Clock, script: list,
+               processed: np.ndarray, eeg: RecordedStream, ends: np.ndarray, n_window: int,
+               decoded: bool) -> None:  # fmt: skip
+    """Feed the script to the stimulation path, as the engine's loop did."""
+    protocol = run.protocol
+    by_time = {float(t): i for i, t in enumerate(run.decision_times)}
+    biomarker = []
+    stimulate, newest = False, float("nan")
+    for _, what, item in script:
+        if what == "event":
+            t, kind = item["time"], item["kind"]
+            clock.now = t
+            if kind == "block":
+                stimulate = item["block"] == "closed_loop" and item.get("stimulate", True)
+                path.start_block(item["block"], item.get("stimulate", True), t,
+                                 item.get("stalled", False))  # fmt: skip
+            elif kind == "baseline" and not protocol.uses_decoder:
+                end = int(np.searchsorted(eeg.timestamps, item["sample_time"]))
+                window = processed[max(0, end + 1 - int(item["samples"])) : end + 1]
+                hop = max(1, round(protocol.preprocessing.hop_s * eeg.srate))
+                path.calibrate(window, n_window, hop, t, item["sample_time"])
+            elif kind == "watchdog" and item["action"] == "trip":
+                path.watchdog_trip(item["reason"], t)
+            elif kind == "watchdog":
+                path.watchdog_recover(t)
+            elif kind == "gap":
+                path.gap(t)
+            elif kind == "operator" and item["cmd"] == "estop":
+                path.estop(item["who"], t, newest)
+            elif kind == "operator" and item["cmd"] == "rearm":
+                path.rearm(item["who"], t)
+            elif kind == "stimulator_failed":
+                path.fail(StimulatorError(item["error"]))
+            elif kind == "ending":
+                path.governor.trip("session end", t, kind="hold")
+            continue
+        origin, newest, clock.now = item["origin"], item["sample_time"], item["decided_at"]
+        if origin == "decision":
+            i = by_time.get(newest)
+            if decoded:
+                row = run.outputs[i] if i is not None else np.full(1, np.nan)
+            else:
+                window = _windows(processed, ends[i : i + 1], n_window)[0]
+                row = np.array([path.biomarker(window)])
+                biomarker.append(row)
+            path.decide(row, newest, stimulate)
+        elif origin == "hold":
+            path.hold_safe(clock.now, newest)
+        elif origin == "pulse":  # the crossing the live trigger fired at, governed again
+            amplitude = path.governor.request(protocol.controller.amplitude, clock.now)
+            fire = path.governor.request_pulse(clock.now)
+            path.write(amplitude, newest, int(fire), origin="pulse", decided_at=clock.now)
+        elif origin in ("start", "end"):
+            path.write(0.0, newest, origin=origin, decided_at=clock.now)
+        # "estop" commands come from the operator event before them
+    if not decoded:
+        run.outputs = np.array(biomarker).reshape(-1, 1)
+
+
+# comparison and the command ----------------------------------------------------------------
+def compare(recording: Recording, run: OfflineRun) -> dict:
+    """How the replay's decoder outputs and stimulation commands differ from the recording's."""
+    names = stream_names(run.protocol.session.prefix)
+    result = {"n_decisions": len(run.decision_times), "n_commands": len(run.commands)}
+    recorded_rows = None
+    decoder_stream = recording.find(name=names["decoder"])
+    if decoder_stream is not None and run.protocol.uses_decoder and decoder_stream.n_samples:
+        recorded_rows = decoder_stream.data[:, : run.outputs.shape[1]]
+    if recorded_rows is not None and recorded_rows.shape == run.outputs.shape:
+        result["decoder_max_abs_diff"] = float(np.max(np.abs(recorded_rows - run.outputs),
+                                                      initial=0.0))  # fmt: skip
+    else:
+        result["decoder_max_abs_diff"] = None
+    stim_rows = _stim_rows(recording, run.protocol)
+    result["recorded_commands"] = len(stim_rows)
+    if len(stim_rows):
+        mine = np.array([[a, f, p] for a, f, p, _, _ in run.commands]).reshape(-1, 3)
+        theirs = stim_rows[:, [_COLUMN["amplitude"], _COLUMN["frequency_hz"], _COLUMN["pulses"]]]
+        if mine.shape == theirs.shape:
+            result["stim_max_abs_diff"] = float(np.max(np.abs(mine - theirs), initial=0.0))
+            result["commands_changed"] = int(np.any(mine != theirs, axis=1).sum())
+        else:  # a what-if that wrote a different number of commands: compare the outputs held
+            result["stim_max_abs_diff"] = _held_difference(stim_rows, run)
+            result["commands_changed"] = abs(len(mine) - len(theirs))
+    else:
+        result["stim_max_abs_diff"] = None
+    amplitudes = np.array([c[0] for c in run.commands])
+    result["max_amplitude"] = float(np.max(np.abs(amplitudes), initial=0.0))
+    result["pulses"] = int(sum(c[2] for c in run.commands))
+    result["accuracy"] = _accuracy(recording, run)
+    return result
+
+
+def _held_difference(stim_rows: np.ndarray, run: OfflineRun) -> float:
+    """Largest difference between the amplitudes held after each recorded decision time."""
+    times = stim_rows[:, _COLUMN["sample_time"]]
+    theirs = stim_rows[:, _COLUMN["amplitude"]]
+    mine_times = np.array([c[3] for c in run.commands])
+    mine = np.array([c[0] for c in run.commands])
+    at = np.union1d(times, mine_times)
+
+    def held(t, values, when):
+        index = np.searchsorted(when, at, side="right") - 1
+        return np.where(index >= 0, values[np.clip(index, 0, None)], 0.0)
+
+    order, mine_order = np.argsort(times, kind="stable"), np.argsort(mine_times, kind="stable")
+    a = held(at, theirs[order], times[order])
+    b = held(at, mine[mine_order], mine_times[mine_order])
+    return float(np.max(np.abs(a - b), initial=0.0))
+
+
+def _accuracy(recording: Recording, run: OfflineRun) -> float | None:
+    """Closed-loop trial accuracy of the replayed decoder, scored as a session's summary does."""
+    protocol = run.protocol
+    cues = recording.find(name=stream_names(protocol.session.prefix)["cues"])
+    events = _json_rows(recording.find(name=stream_names(protocol.session.prefix)["events"]))
+    if cues is None or not protocol.uses_decoder or not len(run.decision_times):
+        return None
+    record = EngineRecord()
+    starts = [(t, row["index"]) for t, row in events if row.get("kind") == "block"]
+    for t, label in zip(cues.timestamps, cues.data[:, 0], strict=True):
+        index = max((i for s, i in starts if s <= t), default=None)
+        if index is not None and label in protocol.decoder.classes:
+            record.cues.append((float(t), str(label), index))
+    record.decisions = list(zip(run.decision_times, run.outputs, strict=True))
+    accuracy, scored = closed_loop_accuracy(record, protocol)
+    return None if not scored or math.isnan(accuracy) else accuracy
+
+
+def replay_offline(path: str | Path, protocol: str | Path | None = None,
+                   model: str | Path | None = None, overrides: list[str] = (),
+                   progress: bool = True) -> dict:  # fmt: skip
+    """Replay a recording offline and report how the result compares with what it holds.
+
+    Returns
+    -------
+    result : dict
+        ``realtime_factor`` (recording seconds per second of replay), ``decoder_max_abs_diff``
+        and ``stim_max_abs_diff`` (None where the recording holds nothing to compare),
+        ``n_decisions``, whether this ``reproduces`` the session (its own protocol and model),
+        the closed-loop ``accuracy`` and the seconds each step took.
+
+    Raises
+    ------
+    RecordingError, ProtocolError
+        With one clear message.
+    """
+    t0 = time.perf_counter()
+    recording = load_recording(path)
+    loaded = time.perf_counter() - t0
+    own_protocol_run, own = replay_protocol(recording, protocol, list(overrides))
+    decoder, own_model = replay_model(recording, own_protocol_run, model)
+    t1 = time.perf_counter()
+    run = run_offline(recording, own_protocol_run, decoder, progress)
+    elapsed = time.perf_counter() - t1
+    eeg = _input_stream(recording, own_protocol_run)
+    result = {
+        "recording": str(recording.path), "format": recording.format,
+        "duration_s": eeg.duration_s, "channels": eeg.n_channels, "srate": eeg.srate,
+        "realtime_factor": eeg.duration_s / elapsed if elapsed > 0 else math.inf,
+        "reproduces": own and own_model, "overrides": list(overrides),
+        "model": str(model) if model else None, "warnings": list(recording.warnings),
+        "seconds": {"load": loaded, **run.seconds, "total": time.perf_counter() - t0},
+        **compare(recording, run),
+    }  # fmt: skip
+    return result
+
+
+__all__ = ["OfflineRun", "ProtocolError", "compare", "replay_offline", "run_offline"]
