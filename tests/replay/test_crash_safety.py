@@ -17,6 +17,7 @@ import pylsl
 import pytest
 import pyxdf
 
+from bci.replay.offline import replay_offline
 from bci.streams import SAMPLE_INDEX_CHANNEL, stream_names
 from tests.conftest import wait_for
 
@@ -96,3 +97,8 @@ def test_a_session_killed_at_a_random_moment_leaves_a_loadable_xdf(unique_name, 
     assert published and published <= recorded
     # LabRecorder closed the file properly: every stream has its footer
     assert all(s["footer"] for s in streams)
+    # and what the killed session did replays offline to the same commands
+    replayed = replay_offline(tmp_path / "beta_adaptive.xdf", progress=False)
+    assert replayed["reproduces"] and replayed["n_decisions"] > 0
+    assert replayed["n_commands"] == replayed["recorded_commands"]
+    assert replayed["stim_max_abs_diff"] <= 1e-6
