@@ -37,3 +37,40 @@ def test_a_missing_stream_is_named_and_leaves_no_process(unique_name, tmp_path):
         recorder.start(timeout_s=5, attempts=2)
     assert not recorder.recording
     recorder.stop()  # idempotent after a failed start
+
+
+def test_a_stream_that_appears_later_is_added_as_a_part_file(index_source, unique_name, tmp_path):
+    from bci.replay import load_recording
+
+    first = index_source(n_channels=2, sfreq=200.0)
+    path = tmp_path / "rec.xdf"
+    added = []
+    with Recorder(path, [first.name]) as recorder:
+        recorder.watch(f"starts-with(name,'{unique_name}')", lambda names, p: added.append(names),
+                       every_s=0.5)  # fmt: skip
+        second = index_source(n_channels=3, sfreq=100.0)  # a second amplifier, switched on late
+        assert wait_for(lambda: added, 20), "the late stream was never added"
+        wait_for(lambda: False, 2.0)
+        assert recorder.size_bytes > path.stat().st_size  # the part is counted
+        assert "part" in recorder.status() and "MB" in recorder.status()
+    assert added == [[second.name]]
+    recording = load_recording(path)  # the part file is read with the recording
+    names = {stream.name: stream for stream in recording.streams}
+    assert {first.name, second.name} <= names.keys()
+    assert names[second.name].n_samples > 50 and names[second.name].n_channels == 4
+
+
+def test_bci_record_records_chosen_streams_and_shows_its_progress(index_source, tmp_path, capsys):
+    from bci.cli import main
+
+    source = index_source(n_channels=2, sfreq=200.0)
+    out = tmp_path / "cli.xdf"
+    assert main(["record", "--name", source.name, "--out", str(out), "--seconds", "3"]) == 0
+    shown = capsys.readouterr().out
+    assert str(out) in shown and "MB" in shown and "0:00:0" in shown
+    streams, _ = pyxdf.load_xdf(str(out))
+    assert [s["info"]["name"][0] for s in streams] == [source.name]
+    assert main(["record", "--name", source.name, "--out", str(out)]) == 2  # exists
+    assert main(["record", "--name", "no-such-stream-anywhere", "--out", str(tmp_path / "x.xdf"),
+                 "--wait", "0.5"]) == 2  # fmt: skip
+    assert "no stream on the network matches" in capsys.readouterr().err

@@ -296,16 +296,18 @@ def _write_fit_report(engine: Engine, out_dir: Path) -> None:
 
 
 def _recording_info(recorder: Recorder) -> dict:
-    """Path and size of the XDF, and the streams it holds as pyxdf reads them back."""
-    import pyxdf
+    """Path and size of the XDF (and its part files), and the streams it holds as read back."""
+    from bci.replay import RecordingError, load_recording
 
-    info = {"path": str(recorder.path), "size_bytes": recorder.size_bytes, "streams": {}}
+    info = {"path": str(recorder.path), "size_bytes": recorder.size_bytes,
+            "parts": [str(part.path) for part in recorder.parts], "streams": {}}  # fmt: skip
     try:
-        streams, _ = pyxdf.load_xdf(str(recorder.path), synchronize_clocks=True)
-    except Exception as err:
-        info["error"] = f"pyxdf could not read the recording: {err}"
+        recording = load_recording(recorder.path)
+    except RecordingError as err:
+        info["error"] = f"the recording cannot be read back: {err}"
         return info
-    for stream in streams:
-        name = stream["info"]["name"][0]
-        info["streams"][name] = {"samples": len(stream["time_stamps"])}
+    if recording.warnings:
+        info["warnings"] = list(recording.warnings)
+    for stream in recording.streams:
+        info["streams"][stream.name] = {"samples": stream.n_samples}
     return info
