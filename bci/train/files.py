@@ -1,17 +1,20 @@
-"""Read EEG, fNIRS and event markers from recording files into one shape.
+"""EEG, fNIRS and event markers of recording files, in the shape training needs.
 
-Two families of files:
+The files are read by :func:`bci.replay.recording.load_recording` (one reader for replay,
+export and training); this module picks what training uses:
 
-- anything MNE-Python reads (EDF, BDF, GDF, FIF, BrainVision, EEGLAB, SNIRF): EEG channels (MNE
-  type ``eeg``) converted from V to µV, the unit of NeuroLoop's EEG streams; fNIRS raw
-  intensities (MNE type ``fnirs_cw_amplitude``, names ``"S1_D1 760"``); events from the
-  annotations (their descriptions are the codes), or from the stim channel when there are none
+- files MNE-Python reads (EDF, BDF, GDF, FIF, BrainVision, EEGLAB, SNIRF): the EEG channels
+  (MNE type ``eeg``, in µV, the unit of NeuroLoop's EEG streams); fNIRS raw intensities (MNE
+  type ``fnirs_cw_amplitude``, names ``"S1_D1 760"``); events from the annotations (their
+  descriptions are the codes, onsets on the nearest sample, ``BAD``/``EDGE`` annotations left
+  out, as ``mne.events_from_annotations`` does), or from the stim channel when there are none
   (the trigger values are the codes);
-- XDF, as LabRecorder writes it: the EEG stream by type (``EEG``; the one with the most channels
-  when there are several), the fNIRS stream by type (``NIRS``), and every ``Markers`` stream
-  (string markers are the codes; numeric ones are written as integers when whole). XDF samples
-  are kept as the stream delivered them, in the stream's own unit, because that is what the
-  engine receives online.
+- XDF, as LabRecorder writes it (with its part files): the EEG stream by type (``EEG``; the one
+  with the most channels when there are several), the fNIRS stream by type (``NIRS``), and
+  every ``Markers`` stream (string markers are the codes; numeric ones are written as integers
+  when whole). XDF samples are kept as the stream delivered them, in the stream's own unit, and
+  their timestamps as recorded (clock-offset corrected, not dejittered), because that is what
+  the engine receives online.
 
 Times of samples and events share one clock per file: seconds from the first sample (MNE) or
 the synchronized LSL clock (XDF).
@@ -20,27 +23,25 @@ the synchronized LSL clock (XDF).
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-FORMATS: dict[str, str] = {
-    ".edf": "EDF",
-    ".bdf": "BDF",
-    ".gdf": "GDF",
-    ".fif": "FIF",
-    ".fif.gz": "FIF",
-    ".vhdr": "BrainVision",
-    ".set": "EEGLAB",
-    ".snirf": "SNIRF",
-    ".xdf": "XDF",
-    ".xdfz": "XDF",
-}
-"""Readable file types by suffix (MNE-Python reads all but XDF, which pyxdf reads)."""
+from bci.replay.recording import (
+    FORMATS,
+    NoStreamsError,
+    RecordedStream,
+    RecordingError,
+    load_recording,
+    recording_format,
+)
+from bci.replay.recording import Recording as LoadedRecording
 
-_V_TO_UV = 1e6
 _NIRS_INTENSITY = "fnirs_cw_amplitude"
+_SKIPPED_ANNOTATIONS = re.compile(r"(?i)(bad|edge)")
+"""Annotation descriptions ``mne.events_from_annotations`` leaves out by default."""
 
 
 class TrainingInputError(ValueError):
@@ -94,6 +95,8 @@ class Recording:
     nirs: Signal | None
     """Raw fNIRS intensities, if the file has them."""
     events: tuple[Event, ...]
+    warnings: tuple[str, ...] = ()
+    """What the reader recovered from (e.g. a truncated XDF), for the user to see."""
 
     def code_counts(self) -> dict[str, int]:
         """How often each event code occurs, in order of first appearance."""
@@ -105,15 +108,14 @@ class Recording:
 
 def file_format(path: Path) -> str:
     """The file type of ``path`` from its suffix (TrainingInputError if unknown)."""
-    name = path.name.lower()
-    for suffix, kind in FORMATS.items():
-        if name.endswith(suffix):
-            return kind
-    raise TrainingInputError(
-        f"{path}: unknown file type {''.join(path.suffixes) or '(no suffix)'!r}; "
-        f"bci train reads {', '.join(sorted(set(FORMATS.values())))} "
-        f"({', '.join(FORMATS)})."
-    )
+    try:
+        return recording_format(path)
+    except RecordingError:
+        raise TrainingInputError(
+            f"{path}: unknown file type {''.join(path.suffixes) or '(no suffix)'!r}; "
+            f"bci train reads {', '.join(sorted(set(FORMATS.values())))} "
+            f"({', '.join(FORMATS)})."
+        ) from None
 
 
 def sha256_of(path: Path) -> str:
@@ -147,114 +149,86 @@ def read_recording(path: str | Path) -> Recording:
     kind = file_format(path)
     if not path.is_file():
         raise TrainingInputError(f"{path}: no such file.")
+    eeg = nirs = None
+    events: list[Event] = []
+    warnings: list[str] = []
     try:
-        if kind == "XDF":
-            eeg, nirs, events = _read_xdf(path)
-        else:
-            eeg, nirs, events = _read_mne(path)
-    except TrainingInputError:
-        raise
-    except Exception as error:  # any reader failure on a damaged file: say which file and why
-        raise TrainingInputError(
-            f"{path}: cannot read this {kind} file ({type(error).__name__}: {error}). Is it "
-            f"complete, and really a {kind} file? Export it again from the recording software."
-        ) from error
+        loaded = load_recording(path)
+    except NoStreamsError:
+        pass  # said below: nothing to train on
+    except RecordingError as error:
+        raise TrainingInputError(str(error)) from error
+    else:
+        warnings = loaded.warnings
+        try:
+            eeg, nirs, events = (_from_xdf if kind == "XDF" else _from_mne)(loaded)
+        except TrainingInputError:
+            raise
+        except Exception as error:  # a damaged file read without complaint: say which and why
+            raise TrainingInputError(
+                f"{path}: cannot read this {kind} file ({type(error).__name__}: {error}). Is "
+                f"it complete, and really a {kind} file? Export it again from the recording "
+                "software."
+            ) from error
     if eeg is None and nirs is None:
         raise TrainingInputError(
             f"{path}: holds no EEG channels and no raw fNIRS intensities; nothing to train on."
         )
-    return Recording(path, kind, sha256_of(path), eeg, nirs, tuple(events))
+    return Recording(path, kind, sha256_of(path), eeg, nirs, tuple(events), tuple(warnings))
 
 
-# MNE -----------------------------------------------------------------------------------------
-def _read_mne(path: Path) -> tuple[Signal | None, Signal | None, list[Event]]:
-    import mne
-
-    raw = mne.io.read_raw(path, preload=True, verbose="error")
-    types = raw.get_channel_types()
-    sfreq = float(raw.info["sfreq"])
-    times = raw.times
-
-    def signal(kind: str, scale: float) -> Signal | None:
-        picks = [i for i, t in enumerate(types) if t == kind]
-        if not picks:
-            return None
-        data = raw.get_data(picks=picks).T * scale
-        names = tuple(raw.ch_names[i] for i in picks)
-        label = "EEG" if kind == "eeg" else "NIRS"
-        return Signal(data, times, sfreq, names, (label,) * len(names), f"{kind} channels")
-
+# MNE-readable files: one stream of every channel, and the annotations as markers --------------
+def _from_mne(loaded: LoadedRecording) -> tuple[Signal | None, Signal | None, list[Event]]:
+    stream = next(s for s in loaded.streams if not s.is_string)
+    types = stream.ch_types
     if "fnirs_od" in types or "hbo" in types:
         what = "optical density" if "fnirs_od" in types else "HbO/HbR"
         raise TrainingInputError(
-            f"{path}: holds processed fNIRS ({what}); bci train needs raw intensities, which "
-            "is what the engine receives online."
+            f"{loaded.path}: holds processed fNIRS ({what}); bci train needs raw intensities, "
+            "which is what the engine receives online."
         )
-    eeg, nirs = signal("eeg", _V_TO_UV), signal(_NIRS_INTENSITY, 1.0)
-    return eeg, nirs, _mne_events(raw)
+
+    def signal(kind: str) -> Signal | None:
+        picks = [i for i, t in enumerate(types) if t == kind]
+        if not picks:
+            return None
+        names = tuple(stream.ch_names[i] for i in picks)
+        label = "EEG" if kind == "eeg" else "NIRS"
+        return Signal(stream.data[:, picks], stream.timestamps, stream.srate, names,
+                      (label,) * len(names), f"{kind} channels")  # fmt: skip
+
+    markers = loaded.find(name=f"{stream.name}-Markers")
+    return signal("eeg"), signal(_NIRS_INTENSITY), _mne_events(stream, markers)
 
 
-def _mne_events(raw) -> list[Event]:
+def _mne_events(stream: RecordedStream, markers: RecordedStream | None) -> list[Event]:
+    sfreq = stream.srate
+    if markers is not None:
+        return [Event(float(np.round(t * sfreq) / sfreq), code)
+                for t, code in zip(markers.timestamps, markers.data[:, 0], strict=True)
+                if not _SKIPPED_ANNOTATIONS.match(code)]  # fmt: skip
+    stim = [i for i, t in enumerate(stream.ch_types) if t == "stim"]
+    if not stim:
+        return []
     import mne
 
-    sfreq = raw.info["sfreq"]
-    if len(raw.annotations):
-        events, event_id = mne.events_from_annotations(raw, verbose="error")
-        names = {value: key for key, value in event_id.items()}
-        codes = [names[value] for value in events[:, 2]]
-    elif "stim" in raw.get_channel_types():
-        events = mne.find_events(raw, shortest_event=1, initial_event=True, verbose="error")
-        codes = [str(int(value)) for value in events[:, 2]]
-    else:
-        return []
-    onsets = (events[:, 0] - raw.first_samp) / sfreq
-    return [Event(float(t), code) for t, code in zip(onsets, codes, strict=True)]
+    info = mne.create_info([stream.ch_names[i] for i in stim], sfreq, "stim")
+    raw = mne.io.RawArray(stream.data[:, stim].T, info, verbose="error")
+    events = mne.find_events(raw, shortest_event=1, initial_event=True, verbose="error")
+    return [Event(float(sample / sfreq), str(int(value)))
+            for sample, value in zip(events[:, 0], events[:, 2], strict=True)]  # fmt: skip
 
 
 # XDF -----------------------------------------------------------------------------------------
-def _first(node, key: str, default=None):
-    """``node[key][0]`` of pyxdf's nested lists, or ``default`` where absent."""
-    if not isinstance(node, dict):
-        return default
-    value = node.get(key)
-    if not value:
-        return default
-    return value[0]
-
-
-def _xdf_channels(stream: dict) -> list[dict]:
-    """The ``<desc><channels><channel>`` entries of a stream header (empty if absent)."""
-    channels = _first(_first(stream["info"], "desc"), "channels")
-    return list(channels.get("channel") or []) if isinstance(channels, dict) else []
-
-
-def _xdf_signal(stream: dict, default_type: str) -> Signal | None:
-    info = stream["info"]
-    data = np.asarray(stream["time_series"], dtype=np.float64)
-    if data.ndim != 2 or len(data) == 0:
-        return None
-    n_channels = data.shape[1]
-    described = _xdf_channels(stream)
-    if len(described) == n_channels:
-        names = tuple(_first(ch, "label", f"ch{i + 1}") for i, ch in enumerate(described))
-        types = tuple(
-            str(_first(ch, "type", default_type)).upper() for ch in described
-        )  # fmt: skip
-    else:
-        names = tuple(f"ch{i + 1}" for i in range(n_channels))
-        types = (default_type,) * n_channels
-    sfreq = float(_first(info, "nominal_srate", 0) or 0)
-    if sfreq <= 0:
+def _xdf_signal(stream: RecordedStream, default_type: str) -> Signal:
+    if stream.srate <= 0:
         raise TrainingInputError(
-            f"XDF stream {_first(info, 'name')!r} is irregular (nominal rate 0); a signal "
-            "stream needs a fixed rate."
+            f"XDF stream {stream.name!r} is irregular (nominal rate 0); a signal stream needs a "
+            "fixed rate."
         )
-    times = np.asarray(stream["time_stamps"], dtype=np.float64)
-    return Signal(data, times, sfreq, names, types, f"stream {_first(info, 'name')!r}")
-
-
-def _stream_type(stream: dict) -> str:
-    return str(_first(stream["info"], "type", "")).strip().lower()
+    types = tuple(t.upper() or default_type for t in stream.ch_types)
+    return Signal(stream.data, stream.timestamps, stream.srate, tuple(stream.ch_names), types,
+                  f"stream {stream.name!r}")  # fmt: skip
 
 
 def _marker_code(value) -> str:
@@ -264,17 +238,14 @@ def _marker_code(value) -> str:
     return str(int(number)) if number.is_integer() else f"{number:g}"
 
 
-def _read_xdf(path: Path) -> tuple[Signal | None, Signal | None, list[Event]]:
-    import pyxdf
-
-    streams, _ = pyxdf.load_xdf(str(path))
-    by_type: dict[str, list[dict]] = {}
-    for stream in streams:
-        by_type.setdefault(_stream_type(stream), []).append(stream)
+def _from_xdf(loaded: LoadedRecording) -> tuple[Signal | None, Signal | None, list[Event]]:
+    by_type: dict[str, list[RecordedStream]] = {}
+    for stream in loaded.streams:
+        by_type.setdefault(stream.type.strip().lower(), []).append(stream)
 
     def pick(kind: str, default_type: str) -> Signal | None:
-        candidates = [s for s in by_type.get(kind, []) if len(s["time_stamps"])]
-        signals = [sig for s in candidates if (sig := _xdf_signal(s, default_type)) is not None]
+        signals = [_xdf_signal(s, default_type) for s in by_type.get(kind, [])
+                   if s.n_samples and s.n_channels and not s.is_string]  # fmt: skip
         if not signals:
             return None
         # several streams of one type (two amplifiers): the largest montage (the first of
@@ -282,11 +253,8 @@ def _read_xdf(path: Path) -> tuple[Signal | None, Signal | None, list[Event]]:
         widest = max(len(sig.ch_names) for sig in signals)
         return next(sig for sig in signals if len(sig.ch_names) == widest)
 
-    events = []
-    for stream in by_type.get("markers", []):
-        series = stream["time_series"]
-        for stamp, sample in zip(stream["time_stamps"], series, strict=True):
-            if len(sample):
-                events.append(Event(float(stamp), _marker_code(sample[0])))
+    events = [Event(float(stamp), _marker_code(sample[0]))
+              for stream in by_type.get("markers", []) if stream.n_channels
+              for stamp, sample in zip(stream.timestamps, stream.data, strict=True)]  # fmt: skip
     events.sort(key=lambda event: event.onset)
     return pick("eeg", "EEG"), pick("nirs", "NIRS"), events
