@@ -137,12 +137,18 @@ def offline_report(result: dict) -> str:
 
 
 def cmd_export(args) -> int:
+    import warnings
+
     from bci.replay import RecordingError, export_recording
 
     try:
-        out = export_recording(args.file, args.to, args.out, args.stream)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = export_recording(args.file, args.to, args.out, args.stream)
     except (RecordingError, ValueError, FileExistsError, FileNotFoundError) as err:
         return _bad_input(err)
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
     print(f"→ {out}")
     return 0
 
