@@ -68,6 +68,11 @@ def cmd_control(args) -> int:
     from bci.engine.control import send_command
 
     command = {"cmd": args.command, "who": args.who}
+    if args.command == "note":
+        if not args.text:
+            print("error: a note needs its text: bci control note --text '...'", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        command["text"] = args.text
     if args.command == "rearm":
         confirmed = args.confirm
         if not confirmed and sys.stdin.isatty():
@@ -122,13 +127,15 @@ def add_stim_parsers(sub, bench_sub) -> None:
     control = sub.add_parser(
         "control", help="send an operator command to a running session",
         description="estop: zero the output (TMS: disarm) now, latched. rearm: lift the "
-        "emergency stop (needs --confirm). status: the session's state. stop: end the session.",
+        "emergency stop (needs --confirm). status: the session's state. stop: end the session. "
+        "note: record an operator's note (--text) in the session-info stream.",
     )  # fmt: skip
-    control.add_argument("command", choices=["estop", "rearm", "status", "stop"])
+    control.add_argument("command", choices=["estop", "rearm", "status", "stop", "note"])
     control.add_argument("--address", default=DEFAULT_CONTROL,
                          help="the session's control address (printed at start; default "
                          "%(default)s)")  # fmt: skip
     control.add_argument("--confirm", action="store_true", help="rearm: confirm it")
+    control.add_argument("--text", help="note: the operator's note, recorded with the session")
     control.add_argument("--who", default="operator", help="name recorded with the command")
     control.add_argument("--timeout", type=float, default=3.0, help="seconds to wait")
     control.set_defaults(func=cmd_control)

@@ -12,8 +12,9 @@ import queue
 import threading
 from concurrent.futures import Future
 
-COMMANDS = ("estop", "rearm", "status", "stop")
-"""What the engine accepts. ``rearm`` needs ``"confirm": true``: an explicit operator act."""
+COMMANDS = ("estop", "rearm", "status", "stop", "note")
+"""What the engine accepts. ``rearm`` needs ``"confirm": true``: an explicit operator act;
+``note`` records ``"text"`` in the session-info stream."""
 
 _REPLY_TIMEOUT_S = 2.0
 

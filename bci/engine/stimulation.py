@@ -354,6 +354,12 @@ class StimulationPath:
             elif cmd == "stop":
                 self.stop_requested = True
                 reply = {"ok": True, "stopping": True}
+            elif cmd == "note":
+                text = str(command.get("text", "")).strip()
+                if text:
+                    self.outlets.session_info("note", text=text, who=who)
+                reply = {"ok": bool(text)} if text else \
+                    {"ok": False, "error": 'a note needs "text"'}  # fmt: skip
             else:
                 reply = {"ok": True, **status(), **self.status()}
             future.set_result(reply)

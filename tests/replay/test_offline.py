@@ -51,11 +51,12 @@ def session(tmp_path_factory):
     assert wait_for(lambda: engines and engines[0].block and
                     engines[0].block.kind == "closed_loop", 120, poll_s=0.05)  # fmt: skip
     wait_for(lambda: False, 5.0)
+    note = inbox.post({"cmd": "note", "who": "test", "text": "participant blinked"})
     estop = inbox.post({"cmd": "estop", "who": "test"})
     wait_for(lambda: False, 2.0)
     rearm = inbox.post({"cmd": "rearm", "who": "test", "confirm": True})
     thread.join(120)
-    assert estop.result(1)["ok"] and rearm.result(1)["rearmed"]
+    assert estop.result(1)["ok"] and rearm.result(1)["rearmed"] and note.result(1)["ok"]
     return out, prefix, result["summary"]
 
 
@@ -73,7 +74,9 @@ def test_a_recorded_session_replays_to_the_same_outputs_and_commands(session):
     recording = load_recording(out / "session.xdf")
     info = [json.loads(v) for v in recording.stream(name=f"{prefix}-Info").data[:, 0]]
     assert info[0]["note"] == "offline replay test" and info[0]["resolved"]["decoder"]
-    assert info[-1]["kind"] == "model" and info[-1]["file"] == "model.npz"
+    model = next(record for record in info if record["kind"] == "model")
+    assert model["file"] == "model.npz" and len(model["sha256"]) == 64
+    assert {"kind": "note", "text": "participant blinked", "who": "test"} in info
     stim = recording.stream(name=f"{prefix}-Stim").data
     origins = {STIM_ORIGINS[int(o)] for o in stim[:, STIM_CHANNELS.index("origin")]}
     assert {"start", "decision", "estop", "end"} <= origins
