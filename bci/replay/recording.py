@@ -317,8 +317,9 @@ def _read_mne(path: Path, kind: str) -> Recording:
         onsets = np.asarray(annotations.onset, dtype=np.float64) - raw.first_time
         labels = np.empty((len(onsets), 1), dtype=object)
         labels[:, 0] = [str(d) for d in annotations.description]
-        streams.append(RecordedStream(f"{stem}-Markers", "Markers", f"{path.name}-Markers", 0.0, "string",
-                                      ["marker"], [""], [""], labels, onsets))  # fmt: skip
+        streams.append(RecordedStream(f"{stem}-Markers", "Markers", f"{path.name}-Markers", 0.0,
+                                      "string", ["marker"], [""], [""], labels,
+                                      onsets))  # fmt: skip
     meas_date = raw.info["meas_date"]
     if meas_date is not None:
         meas_date = meas_date + dt.timedelta(seconds=raw.first_time)
