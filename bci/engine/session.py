@@ -123,7 +123,7 @@ def session_record(protocol: Protocol, protocol_name: str, protocol_text: str,
         "overrides": list(overrides), "resolved": protocol.model_dump(mode="json"),
         "software": {"neuroloop": __version__, "python": platform.python_version()},
         "host": socket.gethostname(), "platform": platform.platform(),
-        "operator": getpass.getuser(), "note": note or "",
+        "operator": getpass.getuser(), "note": note or protocol.session.operator_notes,
         "started": datetime.now().astimezone().isoformat(timespec="seconds"),
     }  # fmt: skip
     if protocol.decoder.model is not None:
