@@ -130,8 +130,10 @@ class SessionOutlets:
         self.counts["stim"] += 1
 
     def event(self, kind: str, time: float, **detail) -> None:
-        """Publish an event (JSON text: ``{"kind": ..., "seq": ..., ...}``) at ``time``."""
-        text = json.dumps({"kind": kind, "seq": self.seq, **detail})
+        """Publish an event (JSON text: ``{"kind": ..., "seq": ..., "time": ..., ...}``) at
+        ``time``. The text carries the time exactly: a recorder's clock correction moves the
+        sample's timestamp by microseconds."""
+        text = json.dumps({"kind": kind, "seq": self.seq, "time": time, **detail})
         self.seq += 1
         self.events.push_sample([text], time)
         self.counts["events"] += 1

@@ -345,6 +345,8 @@ def _script(recording: Recording, names: dict, stim_rows: np.ndarray,
             decision_times: np.ndarray) -> list[tuple[int, str, dict]]:  # fmt: skip
     """The stimulation path's inputs in the order they happened: (seq, what, detail)."""
     events = _json_rows(recording.find(name=names["events"]))
+    # the time in the text is the engine's own; the sample's timestamp went through the
+    # recorder's clock correction
     script = [(int(row["seq"]), "event", {"time": t, **row})
               for t, row in events if "seq" in row]  # fmt: skip
     for row in stim_rows:
@@ -456,21 +458,18 @@ def compare(recording: Recording, run: OfflineRun) -> dict:
 
 
 def _held_difference(stim_rows: np.ndarray, run: OfflineRun) -> float:
-    """Largest difference between the amplitudes held after each recorded decision time."""
-    times = stim_rows[:, _COLUMN["sample_time"]]
-    theirs = stim_rows[:, _COLUMN["amplitude"]]
-    mine_times = np.array([c[3] for c in run.commands])
-    mine = np.array([c[0] for c in run.commands])
-    at = np.union1d(times, mine_times)
+    """Largest difference between the amplitudes the two command sequences hold, compared at
+    every decision either made (by newest-sample time)."""
+    theirs = (stim_rows[:, _COLUMN["sample_time"]], stim_rows[:, _COLUMN["amplitude"]])
+    mine = (np.array([c[3] for c in run.commands]), np.array([c[0] for c in run.commands]))
+    at = np.union1d(theirs[0], mine[0])
 
-    def held(t, values, when):
-        index = np.searchsorted(when, at, side="right") - 1
-        return np.where(index >= 0, values[np.clip(index, 0, None)], 0.0)
+    def held(when: np.ndarray, values: np.ndarray) -> np.ndarray:
+        order = np.argsort(when, kind="stable")
+        index = np.searchsorted(when[order], at, side="right") - 1
+        return np.where(index >= 0, values[order][np.clip(index, 0, None)], 0.0)
 
-    order, mine_order = np.argsort(times, kind="stable"), np.argsort(mine_times, kind="stable")
-    a = held(at, theirs[order], times[order])
-    b = held(at, mine[mine_order], mine_times[mine_order])
-    return float(np.max(np.abs(a - b), initial=0.0))
+    return float(np.max(np.abs(held(*theirs) - held(*mine)), initial=0.0))
 
 
 def _accuracy(recording: Recording, run: OfflineRun) -> float | None:

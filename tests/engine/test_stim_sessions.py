@@ -23,6 +23,7 @@ from bci.bench.phase_accuracy import circular_error, recorded_pulse_phases
 from bci.engine.control import send_command
 from bci.engine.session import run_session
 from bci.protocol import load_protocol
+from bci.replay.offline import replay_offline
 from devices.emulators.magstim import MagstimEmulator
 from devices.emulators.tes import TesEmulator
 from devices.stimulators import StimulatorError
@@ -116,6 +117,10 @@ def test_mu_trough_tms_fires_at_the_trough_on_the_magstim(unique_name, tmp_path)
           f"(artifact left in: {raw_error:+.1f}°, PLV {raw_plv:.2f}); newest sample → write p50 "
           f"{np.median(record.pulse_latency_ms):.2f} ms")  # fmt: skip
     assert abs(error) <= 30.0 and plv >= 0.5
+    # offline, the recorded pulses go through the governor again to the same commands
+    replayed = replay_offline(xdf, progress=False)
+    assert replayed["n_commands"] == replayed["recorded_commands"]
+    assert replayed["stim_max_abs_diff"] <= 1e-6 and replayed["pulses"] == len(write_times)
 
 
 # --- the emergency stop -----------------------------------------------------------------------
