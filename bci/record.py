@@ -189,7 +189,7 @@ class Recorder:
             part = Recorder(part_path(self.path, len(self.parts) + 2), new)
             try:
                 part.start()
-            except (RuntimeError, OSError) as err:
+            except (RuntimeError, OSError, ValueError) as err:  # ValueError: a quoted name
                 print(f"WARNING: could not record the new stream(s) {new}: {err}",
                       file=sys.stderr)  # fmt: skip
                 continue
@@ -219,7 +219,8 @@ class Recorder:
                     process.wait(timeout=timeout_s)
                 except (BrokenPipeError, subprocess.TimeoutExpired):
                     _kill_group(process)
-            process.stdin.close()
+            with contextlib.suppress(OSError):  # the guard may be gone already
+                process.stdin.close()
             if process.returncode != 0:
                 errors.append(
                     f"LabRecorder exited with code {process.returncode} while closing "
@@ -281,11 +282,13 @@ def _forward(lines) -> None:
                 reader_alive = False
 
 
-def _guard(argv: list[str]) -> int:
-    """Run LabRecorderCLI on ``argv`` (file, predicates) until a line or the end of stdin.
+def _guard(argv: list[str]) -> None:
+    """Run LabRecorderCLI on ``argv`` (file, predicates) until a line or the end of stdin;
+    exit with its exit code when it ends, whoever ended it.
 
-    A line is the normal stop. The end of stdin means whoever started us is gone: LabRecorder
-    keeps pulling for ``_GRACE_S`` so the samples still in flight reach the file, then closes it.
+    A line (or SIGTERM) is the normal stop. The end of stdin means whoever started us is gone:
+    LabRecorder keeps pulling for ``_GRACE_S`` so the samples still in flight reach the file,
+    then closes it.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     process = subprocess.Popen(
@@ -296,20 +299,26 @@ def _guard(argv: list[str]) -> int:
     # broken pipe would kill it before it finished the file
     forward = threading.Thread(target=_forward, args=(process.stdout,), daemon=True)
     forward.start()
-    signal.signal(signal.SIGTERM, lambda *_: process.stdin.write("\n") or process.stdin.flush())
+
+    def finish() -> None:  # LabRecorder ended (asked to, or by itself): so do we
+        code = process.wait()
+        forward.join(timeout=5)
+        with contextlib.suppress(OSError):
+            sys.stdout.flush()
+        os._exit(code)
+
+    def stop(*_) -> None:
+        with contextlib.suppress(OSError, ValueError):  # already asked, or already ended
+            process.stdin.write("\n")
+            process.stdin.close()
+
+    threading.Thread(target=finish, daemon=True).start()
+    signal.signal(signal.SIGTERM, stop)
     if not sys.stdin.readline():
         time.sleep(_GRACE_S)
-    try:
-        process.stdin.write("\n")
-        process.stdin.close()
-    except BrokenPipeError:  # LabRecorder already ended
-        pass
-    code = process.wait()
-    forward.join(timeout=5)
-    with contextlib.suppress(OSError):
-        sys.stdout.flush()
-    return code
+    stop()
+    threading.Event().wait()  # finish() exits the process
 
 
 if __name__ == "__main__":
-    sys.exit(_guard(sys.argv[1:]))
+    _guard(sys.argv[1:])

@@ -74,3 +74,18 @@ def test_bci_record_records_chosen_streams_and_shows_its_progress(index_source, 
     assert main(["record", "--name", "no-such-stream-anywhere", "--out", str(tmp_path / "x.xdf"),
                  "--wait", "0.5"]) == 2  # fmt: skip
     assert "no stream on the network matches" in capsys.readouterr().err
+
+
+def test_labrecorder_ending_by_itself_is_seen(index_source, tmp_path):
+    import psutil
+
+    source = index_source(n_channels=2, sfreq=200.0)
+    recorder = Recorder(tmp_path / "dies.xdf", [source.name])
+    recorder.start()
+    try:
+        (labrecorder,) = psutil.Process(recorder.pid).children()
+        labrecorder.kill()
+        assert wait_for(lambda: not recorder.recording, 10), "the guard outlived LabRecorder"
+    finally:
+        with pytest.raises(RuntimeError, match="exited with code"):
+            recorder.stop()

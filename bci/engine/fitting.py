@@ -167,10 +167,14 @@ def write_fit_report(path: Path, decoder: Decoder, report: FitReport) -> Path:
 
 class FitJob:
     """:func:`fit_decoder` on a worker thread, so the engine's loop keeps pulling, watching and
-    holding the stimulator at zero while a CNN fine-tunes. Arguments as :func:`fit_decoder`."""
+    holding the stimulator at zero while a CNN fine-tunes. Arguments as :func:`fit_decoder`;
+    ``keep(decoder)``, if given, runs on the worker after the fit (saving the model: no disk
+    work on the loop thread) and what it returns is :attr:`kept`."""
 
-    def __init__(self, protocol, windows, labels, groups, session) -> None:
+    def __init__(self, protocol, windows, labels, groups, session, keep=None) -> None:
         self._result = None
+        self.kept = None
+        self._keep = keep
         self._thread = threading.Thread(
             target=self._work, args=(protocol, windows, labels, groups, session),
             name="decoder-fit", daemon=True,
@@ -180,6 +184,8 @@ class FitJob:
     def _work(self, *args) -> None:
         try:
             self._result = fit_decoder(*args)
+            if self._keep is not None:
+                self.kept = self._keep(self._result[0])
         except BaseException as err:  # re-raised by the loop thread in result()
             self._result = err
 

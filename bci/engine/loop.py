@@ -113,9 +113,10 @@ class Engine:
         self.inbox = inbox or ControlInbox()
         self.control_address: str | None = None
         """Where the control channel listens (set by the session)."""
-        self.on_fit = None
-        """``on_fit(decoder)``, called in the loop once the session's decoder is fitted (the
-        session keeps it on disk and names its hash in the recording)."""
+        self.keep_model = None
+        """``keep_model(decoder) -> dict | None``: run on the fit's worker thread once the
+        session's decoder is fitted (the session saves it); what it returns is published in
+        the session-info stream as the ``model`` record."""
         self.stim = StimulationPath(protocol, stimulator, outlets, self.record.commands,
                                     self._event, max_step_s=governor_step_s(pre.hop_s),
                                     sfreq=eeg.sfreq, pipeline=self.pipeline)  # fmt: skip
@@ -305,7 +306,7 @@ class Engine:
             windows["nirs"] = windows_ending_at(
                 self.nirs_processed, ends, info.nirs.n_samples, info.nirs.sfreq
             )
-        self._fitting = FitJob(self.protocol, windows, labels, groups, info)
+        self._fitting = FitJob(self.protocol, windows, labels, groups, info, self.keep_model)
 
     def _fit_done(self) -> bool:
         """Start the fit on the first call of a fit block; True once the decoder is ready."""
@@ -321,8 +322,8 @@ class Engine:
             self._nirs_index = input_indices(self.decoder, self.session_info)["nirs"]
         self._event("fit", pylsl.local_clock(), decoder=report.kind,
                     **{k: v for k, v in report.to_json().items() if k != "kind"})  # fmt: skip
-        if self.on_fit is not None:
-            self.on_fit(self.decoder)
+        if job.kept is not None:  # the saved model, named in the recording
+            self.outlets.session_info("model", **job.kept)
         return True
 
     # the loop ------------------------------------------------------------------------------

@@ -206,15 +206,15 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
             if progress:
                 print(f"control channel: {engine.control_address} (bci control "
                       "estop|rearm|status|stop --address ...)", flush=True)  # fmt: skip
-        engine.on_fit = lambda decoder: _keep_model(decoder, out_dir, outlets)
+        engine.keep_model = lambda decoder: _keep_model(decoder, out_dir)
         if on_engine is not None:
             on_engine(engine)
-        recorder = None
+        recorder, recorder_errors = None, []
         if protocol.recording.enabled:
             names = [eeg.name] + ([nirs.name] if nirs else []) + outlets.stream_list
             recorder = Recorder(out_dir / protocol.recording.filename,
                                 _recorded_streams(protocol, names))  # fmt: skip
-            stack.callback(recorder.stop)
+            stack.callback(_stop_recorder, recorder, recorder_errors)
             # runs before the stop: samples pushed last (the end event) reach the file
             stack.callback(threading.Event().wait, _RECORDER_FLUSH_S)
             recorder.start()
@@ -247,7 +247,7 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
             if engine.record.fit is not None:
                 _write_fit_report(engine, out_dir)
         stack.close()  # stop the recorder and the subject before reading the file
-        recording = _recording_info(recorder) if recorder else None
+        recording = _recording_info(recorder, recorder_errors) if recorder else None
         summary = build_summary(
             protocol, protocol_name, record, eeg, nirs, outlets, engine.governor.state, recording
         )
@@ -273,18 +273,18 @@ def _announce_late_streams(names: list[str], path: Path) -> None:
     print(f"\nrecording new stream(s) {', '.join(names)} to {path}", flush=True)
 
 
-def _keep_model(decoder, out_dir: Path, outlets: SessionOutlets) -> None:
-    """Save the session's fitted decoder (for replay and later sessions) and name its hash in
-    the session-info stream; a failure is reported and never stops the session."""
+def _keep_model(decoder, out_dir: Path) -> dict | None:
+    """Save the session's fitted decoder (for replay and later sessions); returns its file name
+    and SHA-256. A failure is reported and never stops the session."""
     from bci.train.files import sha256_of
 
     path = out_dir / "model.npz"
     try:
         decoder.save(path)
+        return {"file": path.name, "sha256": sha256_of(path)}
     except Exception as err:  # the session's own result matters more
         print(f"warning: could not save the session's model: {err}", file=sys.stderr)
-        return
-    outlets.session_info("model", file=path.name, sha256=sha256_of(path))
+        return None
 
 
 def _write_fit_report(engine: Engine, out_dir: Path) -> None:
@@ -295,12 +295,24 @@ def _write_fit_report(engine: Engine, out_dir: Path) -> None:
         print(f"warning: could not write the training report: {err}", file=sys.stderr)
 
 
-def _recording_info(recorder: Recorder) -> dict:
+def _stop_recorder(recorder: Recorder, errors: list[str]) -> None:
+    """Stop the recorder; a file it could not close properly is reported and recorded in the
+    summary, never raised over the session's own outcome."""
+    try:
+        recorder.stop()
+    except RuntimeError as err:
+        print(f"WARNING: {err}", file=sys.stderr)
+        errors.append(str(err))
+
+
+def _recording_info(recorder: Recorder, errors: list[str]) -> dict:
     """Path and size of the XDF (and its part files), and the streams it holds as read back."""
     from bci.replay import RecordingError, load_recording
 
     info = {"path": str(recorder.path), "size_bytes": recorder.size_bytes,
             "parts": [str(part.path) for part in recorder.parts], "streams": {}}  # fmt: skip
+    if errors:
+        info["stop_error"] = " ".join(errors)
     try:
         recording = load_recording(recorder.path)
     except RecordingError as err:

@@ -159,8 +159,8 @@ class StimulationPath:
             return
         self.failed = str(err)
         now = self.clock()
-        self._event("stimulator_failed", now, error=self.failed)
         self.governor.estop(f"stimulator failed: {err}", now)
+        self._event("stimulator_failed", now, error=self.failed)
         try:
             self.stimulator.stop()
         except StimulatorError as stop_error:  # the device's own watchdog is what is left
@@ -190,8 +190,8 @@ class StimulationPath:
 
     def watchdog_trip(self, reason: str, now: float) -> None:
         """The watchdog saw an input stall or a silent decoder: never rise, ramp to zero."""
-        self._event("watchdog", now, action="trip", reason=reason)
         self.governor.trip(reason, now)
+        self._event("watchdog", now, action="trip", reason=reason)
 
     def watchdog_recover(self, now: float) -> None:
         """The watchdog's cause is gone: lift its trip; the policy starts over from the output."""
@@ -308,13 +308,14 @@ class StimulationPath:
             if telemetry:
                 self._event("telemetry", now, device=telemetry)
 
-    def estop(self, who: str, now: float, sample_time: float) -> None:
-        """Emergency stop: zero (TMS: disarm) now, latched until an operator re-arms."""
-        self._event("operator", now, cmd="estop", who=who)
+    def estop(self, who: str, now: float, sample_time: float, write: bool = True) -> None:
+        """Emergency stop: zero (TMS: disarm) now, latched until an operator re-arms
+        (``write=False``: the governor only; offline replay writes what the session wrote)."""
         self.governor.estop(f"emergency stop by {who}", now)
+        self._event("operator", now, cmd="estop", who=who)
         self.reset_policy(0.0)
         last = self.stimulator.last
-        if last is None or last.amplitude != 0.0:
+        if write and (last is None or last.amplitude != 0.0):
             self.write(0.0, sample_time, origin="estop", decided_at=now)
         self.publish_safety_events()
 

@@ -70,6 +70,8 @@ class OfflineRun:
     """Every event the stimulation path raised."""
     seconds: dict = field(default_factory=dict)
     """Wall time per step (load, preprocess, decode, stimulate), s."""
+    warnings: list[str] = field(default_factory=list)
+    """What the replay could not reproduce, and why."""
 
 
 class _Published:
@@ -152,6 +154,12 @@ def replay_model(recording: Recording, protocol: Protocol,
         return load_decoder(Path(model)), False
     session, models = _session_record(recording)
     recorded = models[-1] if models else (session or {}).get("model")
+    events = _json_rows(recording.find(name=stream_names(protocol.session.prefix)["events"]))
+    if recorded is None and any(row.get("kind") == "fit" for _, row in events):
+        raise RecordingError(
+            f"the session fitted its decoder but {recording.path} names no saved model (saving "
+            "it failed): give the model to replay with, --model FILE."
+        )
     if recorded is None:
         if protocol.decoder.model is not None:
             return load_decoder(protocol.decoder.model), False
@@ -199,45 +207,65 @@ def _stim_rows(recording: Recording, protocol: Protocol) -> np.ndarray:
 
 
 # preprocessing and decisions ---------------------------------------------------------------
-def _segments(times: np.ndarray, sfreq: float) -> list[tuple[int, int]]:
-    """(start, stop) index ranges between gaps, by the engine inlet's own rule."""
-    if sfreq <= 0 or len(times) < 2:
-        return [(0, len(times))]
-    jumps = np.diff(times) - 1.0 / sfreq > InletSettings().gap_min_s
-    cuts = [0, *(np.flatnonzero(jumps) + 1).tolist(), len(times)]
-    return list(itertools.pairwise(cuts))
+def _restarts(eeg: RecordedStream, events: list[tuple[float, dict]],
+              warnings: list[str]) -> list[int]:  # fmt: skip
+    """Where the session's filters started: its first sample, and the first sample after each
+    gap it saw (its ``gap`` events). A recording from elsewhere: its first sample and every gap
+    by the engine inlet's rule."""
+    session = [row for _, row in events if "seq" in row]
+    if not session:
+        jumps = np.diff(eeg.timestamps) - 1.0 / eeg.srate > InletSettings().gap_min_s
+        return [0, *(np.flatnonzero(jumps) + 1).tolist()]
+    first = next((row["first_sample"] for row in session if row["kind"] == "input"), None)
+    if first is None:  # the session ended before its first sample
+        return [eeg.n_samples]
+    restarts = [int(_decision_indices(eeg.timestamps, np.array([first]), eeg.srate)[0])]
+    for row in session:
+        if row["kind"] != "gap":
+            continue
+        # a source that restarts can reach the engine before the recorder reconnects to it
+        index = int(np.searchsorted(eeg.timestamps, row["stop"] - 0.25 / eeg.srate))
+        late = eeg.timestamps[min(index, eeg.n_samples - 1)] - row["stop"]
+        if late > 0.25 / eeg.srate:
+            warnings.append(
+                f"the recording lacks the first {late:.3f} s of {eeg.name} that the session "
+                f"read after its gap at {row['start']:.3f} s (the recorder reconnected later): "
+                "decisions on windows reaching into them are not reproduced exactly"
+            )
+        restarts.append(index)
+    return sorted(set(restarts))
 
 
-def _preprocess(stream: RecordedStream, protocol: Protocol, first: int, bar: tqdm):
-    """The engine's preprocessing over the stream from sample ``first`` (the first the session
-    read), restarted after every gap. Returns the pipeline, the processed picks (zeros before
-    ``first``) and each sample's segment start."""
+def _preprocess(stream: RecordedStream, protocol: Protocol, restarts: list[int], bar: tqdm):
+    """The engine's preprocessing over the stream, started afresh at each of ``restarts``
+    (sample indices). Returns the pipeline, the processed picks (zeros before the first
+    restart) and each sample's segment start."""
     pipeline = eeg_pipeline(protocol.preprocessing, stream.ch_names, stream.srate,
                             stream.ch_types)  # fmt: skip
     out = np.zeros((stream.n_samples, len(protocol.preprocessing.picks)))
     segment_start = np.zeros(stream.n_samples, dtype=np.int64)
     step = max(1, int(_CHUNK_S * stream.srate))
-    for start, stop in _segments(stream.timestamps[first:], stream.srate):
-        start, stop = start + first, stop + first
+    for start, stop in itertools.pairwise([*restarts, stream.n_samples]):
         pipeline.reset()
         segment_start[start:stop] = start
-        for first in range(start, stop, step):
-            last = min(first + step, stop)
-            chunk, _ = pipeline(stream.data[first:last], stream.timestamps[first:last])
-            out[first:last] = chunk
-            bar.update(round((last - first) / stream.srate, 3))
+        for chunk_start in range(start, stop, step):
+            chunk_stop = min(chunk_start + step, stop)
+            span = slice(chunk_start, chunk_stop)
+            out[span], _ = pipeline(stream.data[span], stream.timestamps[span])
+            bar.update((chunk_stop - chunk_start) / stream.srate)
     return pipeline, out, segment_start
 
 
 def _decision_indices(times: np.ndarray, wanted: np.ndarray, sfreq: float) -> np.ndarray:
-    """Index of the sample each recorded decision time names (within a quarter sample)."""
+    """Index of the sample each recorded time names (within a quarter sample: the session's
+    and the recorder's clock corrections differ by microseconds)."""
     index = np.clip(np.searchsorted(times, wanted), 1, max(len(times) - 1, 1))
     nearer = np.abs(times[index - 1] - wanted) < np.abs(times[index] - wanted)
     index = index - nearer
     off = np.abs(times[index] - wanted) > 0.25 / sfreq
     if off.any():
         raise RecordingError(
-            f"{int(off.sum())} recorded decision(s) name samples the input stream does not "
+            f"{int(off.sum())} recorded time(s) name samples the input stream does not "
             f"hold (first at {wanted[off][0]:.3f} s): the input stream is incomplete or from "
             "another session."
         )
@@ -258,8 +286,9 @@ def _windows(processed: np.ndarray, ends: np.ndarray, n_window: int) -> np.ndarr
 
 # the runtime -------------------------------------------------------------------------------
 def run_offline(recording: Recording, protocol: Protocol, decoder: Decoder | None,
-                progress: bool = True) -> OfflineRun:  # fmt: skip
-    """Feed ``recording``'s inputs through ``protocol``'s stages with ``decoder``."""
+                progress: bool = True, reproducing: bool = False) -> OfflineRun:  # fmt: skip
+    """Feed ``recording``'s inputs through ``protocol``'s stages with ``decoder``
+    (``reproducing``: they are the session's own, so its recorded dose limits apply)."""
     eeg = _input_stream(recording, protocol)
     if eeg.srate <= 0:
         raise RecordingError(f"{eeg.name} has no nominal rate; the engine reads regular streams.")
@@ -268,14 +297,13 @@ def run_offline(recording: Recording, protocol: Protocol, decoder: Decoder | Non
     n_window = round(pre.window_s * eeg.srate)
     seconds = {}
     events = _json_rows(recording.find(name=names["events"]))
-    first = next((row["first_sample"] for _, row in events if row.get("kind") == "input"), None)
-    first = 0 if first is None else int(_decision_indices(eeg.timestamps, np.array([first]),
-                                                          eeg.srate)[0])  # fmt: skip
+    run_warnings: list[str] = []
+    restarts = _restarts(eeg, events, run_warnings)
     fmt = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s"
     with tqdm(total=eeg.n_samples / eeg.srate, desc="preprocess", disable=not progress,
               bar_format=fmt) as bar:  # fmt: skip
         t0 = time.perf_counter()
-        pipeline, processed, segment_start = _preprocess(eeg, protocol, first, bar)
+        pipeline, processed, segment_start = _preprocess(eeg, protocol, restarts, bar)
         seconds["preprocess"] = time.perf_counter() - t0
     stim_rows = _stim_rows(recording, protocol)
     decoder_stream = recording.find(name=names["decoder"])
@@ -294,13 +322,14 @@ def run_offline(recording: Recording, protocol: Protocol, decoder: Decoder | Non
         hop = max(1, round(pre.hop_s * eeg.srate))
         ends = _every_hop(eeg.timestamps, segment_start, n_window, hop)
         keys = eeg.timestamps[ends]
-    if (ends - segment_start[ends] < n_window - 1).any() or (ends < first).any():
+    straddles = (ends - segment_start[ends] < n_window - 1) | (ends < restarts[0])
+    if straddles.any() and not run_warnings:  # (warned: samples the session read are missing)
         raise RecordingError(
             "a recorded decision reads a window that straddles a gap in the input: the "
             "protocol's window_s is longer than the session's; replay with its own."
         )
     run = OfflineRun(protocol, np.asarray(keys, float), np.zeros((len(ends), 0)),
-                     seconds=seconds)  # fmt: skip
+                     seconds=seconds, warnings=run_warnings)  # fmt: skip
     clock, published = _Clock(), _Published(run)
     stimulator = SimulatedStimulator(protocol.stimulator.modality)
     stimulator.connect()
@@ -316,7 +345,9 @@ def run_offline(recording: Recording, protocol: Protocol, decoder: Decoder | Non
     seconds["decode"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     script = _script(recording, names, stim_rows, run.decision_times)
-    _stimulate(run, path, clock, script, processed, eeg, ends, n_window, decoder is not None)
+    _stimulate(
+        run, path, clock, script, processed, eeg, ends, n_window, decoder is not None, reproducing
+    )
     seconds["stimulate"] = time.perf_counter() - t0
     return run
 
@@ -342,13 +373,20 @@ def _decode(decoder: Decoder, protocol: Protocol, eeg: RecordedStream, processed
 
 
 def _script(recording: Recording, names: dict, stim_rows: np.ndarray,
-            decision_times: np.ndarray) -> list[tuple[int, str, dict]]:  # fmt: skip
+            decision_times: np.ndarray) -> list[tuple[float, str, dict]]:  # fmt: skip
     """The stimulation path's inputs in the order they happened: (seq, what, detail)."""
     events = _json_rows(recording.find(name=names["events"]))
     # the time in the text is the engine's own; the sample's timestamp went through the
     # recorder's clock correction
-    script = [(int(row["seq"]), "event", {"time": t, **row})
+    script = [(float(row["seq"]), "event", {"time": t, **row})
               for t, row in events if "seq" in row]  # fmt: skip
+    # the governor's events are published after the command their iteration wrote: a dose
+    # limit goes back before the first command decided at or after it
+    decided, seqs = stim_rows[:, _COLUMN["decided_at"]], stim_rows[:, _COLUMN["seq"]]
+    for i, (_, what, item) in enumerate(script):
+        later = seqs[decided >= item["time"]] if item["kind"] == "safety.limit" else ()
+        if len(later):
+            script[i] = (float(later.min()) - 0.5, what, item)
     for row in stim_rows:
         detail = {name: float(row[i]) for name, i in _COLUMN.items()}
         detail["origin"] = STIM_ORIGINS[int(row[_COLUMN["origin"]])]
@@ -365,7 +403,7 @@ def _script(recording: Recording, names: dict, stim_rows: np.ndarray,
 
 def _stimulate(run: OfflineRun, path: StimulationPath, clock: _Clock, script: list,
                processed: np.ndarray, eeg: RecordedStream, ends: np.ndarray, n_window: int,
-               decoded: bool) -> None:  # fmt: skip
+               decoded: bool, reproducing: bool) -> None:  # fmt: skip
     """Feed the script to the stimulation path, as the engine's loop did."""
     protocol = run.protocol
     by_time = {float(t): i for i, t in enumerate(run.decision_times)}
@@ -380,7 +418,8 @@ def _stimulate(run: OfflineRun, path: StimulationPath, clock: _Clock, script: li
                 path.start_block(item["block"], item.get("stimulate", True), t,
                                  item.get("stalled", False))  # fmt: skip
             elif kind == "baseline" and not protocol.uses_decoder:
-                end = int(np.searchsorted(eeg.timestamps, item["sample_time"]))
+                end = _decision_indices(eeg.timestamps, np.array([item["sample_time"]]),
+                                        eeg.srate)[0]  # fmt: skip
                 window = processed[max(0, end + 1 - int(item["samples"])) : end + 1]
                 hop = max(1, round(protocol.preprocessing.hop_s * eeg.srate))
                 path.calibrate(window, n_window, hop, t, item["sample_time"])
@@ -391,13 +430,17 @@ def _stimulate(run: OfflineRun, path: StimulationPath, clock: _Clock, script: li
             elif kind == "gap":
                 path.gap(t)
             elif kind == "operator" and item["cmd"] == "estop":
-                path.estop(item["who"], t, newest)
+                path.estop(item["who"], t, newest, write=False)  # the zero is a command below
             elif kind == "operator" and item["cmd"] == "rearm":
                 path.rearm(item["who"], t)
             elif kind == "stimulator_failed":
                 path.fail(StimulatorError(item["error"]))
             elif kind == "ending":
                 path.governor.trip("session end", t, kind="hold")
+            elif kind == "safety.limit" and reproducing:
+                # the live loop's governor latched it between commands (it integrates every
+                # iteration); another setting would reach its own limit
+                path.governor.limit(item["detail"], t)
             continue
         origin, newest, clock.now = item["origin"], item["sample_time"], item["decided_at"]
         if origin == "decision":
@@ -415,9 +458,8 @@ def _stimulate(run: OfflineRun, path: StimulationPath, clock: _Clock, script: li
             amplitude = path.governor.request(protocol.controller.amplitude, clock.now)
             fire = path.governor.request_pulse(clock.now)
             path.write(amplitude, newest, int(fire), origin="pulse", decided_at=clock.now)
-        elif origin in ("start", "end"):
+        elif origin in ("start", "end", "estop"):  # estop: the governor stopped at the event
             path.write(0.0, newest, origin=origin, decided_at=clock.now)
-        # "estop" commands come from the operator event before them
     if not decoded:
         run.outputs = np.array(biomarker).reshape(-1, 1)
 
@@ -522,7 +564,7 @@ def replay_with_run(path: str | Path, protocol: str | Path | None = None,
     own_protocol_run, own = replay_protocol(recording, protocol, list(overrides))
     decoder, own_model = replay_model(recording, own_protocol_run, model)
     t1 = time.perf_counter()
-    run = run_offline(recording, own_protocol_run, decoder, progress)
+    run = run_offline(recording, own_protocol_run, decoder, progress, own and own_model)
     elapsed = time.perf_counter() - t1
     eeg = _input_stream(recording, own_protocol_run)
     result = {
@@ -530,7 +572,7 @@ def replay_with_run(path: str | Path, protocol: str | Path | None = None,
         "duration_s": eeg.duration_s, "channels": eeg.n_channels, "srate": eeg.srate,
         "realtime_factor": eeg.duration_s / elapsed if elapsed > 0 else math.inf,
         "reproduces": own and own_model, "overrides": list(overrides),
-        "model": str(model) if model else None, "warnings": list(recording.warnings),
+        "model": str(model) if model else None, "warnings": [*recording.warnings, *run.warnings],
         "seconds": {"load": loaded, **run.seconds, "total": time.perf_counter() - t0},
         **compare(recording, run),
     }  # fmt: skip

@@ -35,7 +35,7 @@ def session(tmp_path_factory):
         f"session.prefix={prefix}", "control.address=tcp://127.0.0.1:0", "source.fnirs=false",
         "decoder.kind=riemann", "decoder.model=", "controller.abstain_below=0",
         "blocks.0.duration_s=1", "blocks.1.trials=12", "blocks.1.cue_s=2.5",
-        "blocks.1.iti_s=[0.5, 0.6]", "blocks.3.duration_s=14", "blocks.4.duration_s=1",
+        "blocks.1.iti_s=[0.5, 0.6]", "blocks.3.duration_s=11", "blocks.4.duration_s=1",
     ]  # fmt: skip
     protocol, text = load_protocol("demo", overrides)
     inbox, engines, result = ControlInbox(), [], {}

@@ -3,8 +3,8 @@ no output exceeds a ceiling, a session limit or a slew limit, and the charge sta
 
 Each hypothesis example is one random sequence of requests (NaN, inf, huge, negative, rapid
 flips), clock jumps (back and forward), stalls, trips, recoveries, emergency stops, re-arms and
-pulses, against randomly drawn session limits. Each of 25,000 drawn sequences runs against
-all four modalities: 100,000 sequences checked.
+pulses, against randomly drawn session limits. Each of 15,000 drawn sequences runs against
+all four modalities: 60,000 sequences checked.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from bci.safety.ceilings import HARD_CEILINGS, max_pulse_amplitude_ma
 from bci.safety.governor import MAX_HOLD_S, Governor, GovernorSettings
 
-EXAMPLES = 25_000
+EXAMPLES = 15_000
 MODALITIES = tuple(HARD_CEILINGS)
 
 _values = st.one_of(

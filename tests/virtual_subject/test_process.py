@@ -87,7 +87,8 @@ def test_streams_metadata_pacing_continuity_and_commands():
         cues.push_sample(["right"])
         cues.push_sample(["block_start"])  # other session markers are ignored
         pulse_time = pylsl.local_clock()
-        stim.push_sample([100.0, 0.0, 1.0, pulse_time, pulse_time], pulse_time)
+        stim.push_sample([100.0, 0.0, 1.0, pulse_time, pulse_time, pulse_time, 3.0, 0.0],
+                         pulse_time)  # fmt: skip
 
         samples, stamps = [], []
         while thread.is_alive() or inlet.samples_available():
