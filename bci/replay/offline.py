@@ -457,7 +457,10 @@ def _stimulate(run: OfflineRun, path: StimulationPath, clock: _Clock, script: li
         elif origin == "pulse":  # the crossing the live trigger fired at, governed again
             amplitude = path.governor.request(protocol.controller.amplitude, clock.now)
             fire = path.governor.request_pulse(clock.now)
-            path.write(amplitude, newest, int(fire), origin="pulse", decided_at=clock.now)
+            # the device's reply is an input too: a Magstim skips a fire while it recharges
+            delivered = int(item["pulses"]) if reproducing else 1
+            path.write(amplitude, newest, int(fire) and delivered, origin="pulse",
+                       decided_at=clock.now)  # fmt: skip
         elif origin in ("start", "end", "estop"):  # estop: the governor stopped at the event
             path.write(0.0, newest, origin=origin, decided_at=clock.now)
     if not decoded:
