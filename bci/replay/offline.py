@@ -19,7 +19,6 @@ closed-loop block.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -29,19 +28,23 @@ import numpy as np
 from tqdm import tqdm
 
 from bci.acquire.inlet import InletSettings
-from bci.decode import Decoder, load_decoder, select_inputs
+from bci.decode import Decoder, select_inputs
 from bci.engine.fitting import input_indices, session_info
-from bci.engine.loop import EngineRecord
 from bci.engine.preprocess import eeg_pipeline
 from bci.engine.stimulation import StimulationPath, governor_step_s
-from bci.engine.summary import closed_loop_accuracy
-from bci.protocol import Protocol, ProtocolError, load_protocol, protocol_from_data
+from bci.protocol import Protocol, ProtocolError
+from bci.replay.compare import compare
 from bci.replay.recording import RecordedStream, Recording, RecordingError, load_recording
+from bci.replay.session import (
+    STIM_COLUMN,
+    input_stream,
+    json_rows,
+    replay_model,
+    replay_protocol,
+    stim_rows_in_order,
+)
 from bci.streams import (
     DECODER_TIME_CHANNEL,
-    EEG_TYPE,
-    INFO_TYPE,
-    STIM_CHANNELS,
     STIM_ORIGINS,
     stream_names,
 )
@@ -51,7 +54,6 @@ _CHUNK_S = 10.0
 """Seconds of EEG preprocessed per step (bounds memory on long recordings)."""
 _BATCH = 256
 """Decoder windows per call."""
-_COLUMN = {name: i for i, name in enumerate(STIM_CHANNELS)}
 
 
 @dataclass
@@ -97,115 +99,6 @@ class _Clock:
 
 
 # the recording ------------------------------------------------------------------------------
-def _json_rows(stream: RecordedStream | None) -> list[tuple[float, dict]]:
-    if stream is None:
-        return []
-    rows = []
-    for t, value in zip(stream.timestamps, stream.data[:, 0], strict=True):
-        try:
-            rows.append((float(t), json.loads(value)))
-        except (TypeError, ValueError):
-            continue  # not a NeuroLoop record
-    return rows
-
-
-def _session_record(recording: Recording) -> tuple[dict | None, list[dict]]:
-    """The session-info stream's session record and its model records."""
-    info = recording.find(type=INFO_TYPE)
-    records = [row for _, row in _json_rows(info)]
-    session = next((r for r in records if r.get("kind") == "session"), None)
-    return session, [r for r in records if r.get("kind") == "model"]
-
-
-def replay_protocol(recording: Recording, protocol: str | Path | None,
-                    overrides: list[str]) -> tuple[Protocol, bool]:  # fmt: skip
-    """The protocol to replay with, and whether it is the recorded session's own.
-
-    Raises
-    ------
-    RecordingError
-        If the recording carries no protocol and none is given.
-    ProtocolError
-        If the protocol (with the overrides) is not valid.
-    """
-    session, _ = _session_record(recording)
-    if protocol is not None:
-        return load_protocol(protocol, overrides)[0], False
-    if session is None or "resolved" not in session:
-        raise RecordingError(
-            f"{recording.path} is not a NeuroLoop session recording (no session-info stream "
-            "with its protocol): give the protocol to replay it with, --protocol FILE."
-        )
-    loaded = protocol_from_data(session["resolved"], f"{recording.path} (recorded protocol)",
-                                recording.path.parent, overrides)  # fmt: skip
-    return loaded, not overrides
-
-
-def replay_model(recording: Recording, protocol: Protocol,
-                 model: str | Path | None) -> tuple[Decoder | None, bool]:  # fmt: skip
-    """The decoder to replay with (None when the controller reads no decoder), and whether it is
-    the one the session used: ``model``, else the session's fitted ``model.npz`` beside the
-    recording (its SHA-256 checked against the session-info stream), else the protocol's."""
-    from bci.train.files import sha256_of
-
-    if not protocol.uses_decoder:
-        return None, True
-    if model is not None:
-        return load_decoder(Path(model)), False
-    session, models = _session_record(recording)
-    recorded = models[-1] if models else (session or {}).get("model")
-    events = _json_rows(recording.find(name=stream_names(protocol.session.prefix)["events"]))
-    if recorded is None and any(row.get("kind") == "fit" for _, row in events):
-        raise RecordingError(
-            f"the session fitted its decoder but {recording.path} names no saved model (saving "
-            "it failed): give the model to replay with, --model FILE."
-        )
-    if recorded is None:
-        if protocol.decoder.model is not None:
-            return load_decoder(protocol.decoder.model), False
-        raise RecordingError(
-            f"{recording.path} names no model its decoder used (the session ended before the "
-            "fit, or the file is not a NeuroLoop session): give one, --model FILE."
-        )
-    path = Path(recorded["file"])
-    path = path if path.is_absolute() else recording.path.parent / path
-    if not path.exists():
-        raise RecordingError(
-            f"the session's model {path} is missing: put it beside the recording, or give "
-            "another with --model FILE."
-        )
-    if sha256_of(path) != recorded["sha256"]:
-        raise RecordingError(
-            f"{path} is not the model the session used (SHA-256 differs from the recording's "
-            f"{recorded['sha256'][:12]}…): restore it, or replay it as another model with "
-            "--model FILE."
-        )
-    return load_decoder(path), True
-
-
-def _input_stream(recording: Recording, protocol: Protocol) -> RecordedStream:
-    names = stream_names(protocol.session.prefix)
-    name = protocol.source.eeg_stream if protocol.source.kind != "virtual" else None
-    for candidate in (name, names["eeg"]):
-        found = recording.find(name=candidate) if candidate else None
-        if found is not None:
-            return found
-    return recording.stream(type=EEG_TYPE)
-
-
-def _stim_rows(recording: Recording, protocol: Protocol) -> np.ndarray:
-    stim = recording.find(name=stream_names(protocol.session.prefix)["stim"])
-    if stim is None or stim.n_samples == 0:
-        return np.zeros((0, len(STIM_CHANNELS)))
-    if stim.n_channels != len(STIM_CHANNELS):
-        raise RecordingError(
-            f"{stim.name} has {stim.n_channels} channels, not NeuroLoop's {len(STIM_CHANNELS)} "
-            f"{STIM_CHANNELS}: it was recorded by another version; replay it with --protocol "
-            "to decide on every hop instead."
-        )
-    return stim.data[np.argsort(stim.data[:, _COLUMN["seq"]], kind="stable")]
-
-
 # preprocessing and decisions ---------------------------------------------------------------
 def _restarts(eeg: RecordedStream, events: list[tuple[float, dict]],
               warnings: list[str]) -> list[int]:  # fmt: skip
@@ -289,14 +182,14 @@ def run_offline(recording: Recording, protocol: Protocol, decoder: Decoder | Non
                 progress: bool = True, reproducing: bool = False) -> OfflineRun:  # fmt: skip
     """Feed ``recording``'s inputs through ``protocol``'s stages with ``decoder``
     (``reproducing``: they are the session's own, so its recorded dose limits apply)."""
-    eeg = _input_stream(recording, protocol)
+    eeg = input_stream(recording, protocol)
     if eeg.srate <= 0:
         raise RecordingError(f"{eeg.name} has no nominal rate; the engine reads regular streams.")
     names = stream_names(protocol.session.prefix)
     pre = protocol.preprocessing
     n_window = round(pre.window_s * eeg.srate)
     seconds = {}
-    events = _json_rows(recording.find(name=names["events"]))
+    events = json_rows(recording.find(name=names["events"]))
     run_warnings: list[str] = []
     restarts = _restarts(eeg, events, run_warnings)
     fmt = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s"
@@ -305,15 +198,15 @@ def run_offline(recording: Recording, protocol: Protocol, decoder: Decoder | Non
         t0 = time.perf_counter()
         pipeline, processed, segment_start = _preprocess(eeg, protocol, restarts, bar)
         seconds["preprocess"] = time.perf_counter() - t0
-    stim_rows = _stim_rows(recording, protocol)
+    stim_rows = stim_rows_in_order(recording, protocol)
     decoder_stream = recording.find(name=names["decoder"])
     # a decision is known by the newest-sample time the session recorded for it
     if decoder is not None and decoder_stream is not None and decoder_stream.n_samples:
         column = decoder_stream.ch_names.index(DECODER_TIME_CHANNEL)
         keys = decoder_stream.data[:, column]
     elif len(stim_rows):
-        origin = stim_rows[:, _COLUMN["origin"]] == STIM_ORIGINS.index("decision")
-        keys = stim_rows[origin, _COLUMN["sample_time"]]
+        origin = stim_rows[:, STIM_COLUMN["origin"]] == STIM_ORIGINS.index("decision")
+        keys = stim_rows[origin, STIM_COLUMN["sample_time"]]
     else:
         keys = None
     if keys is not None:
@@ -375,22 +268,22 @@ def _decode(decoder: Decoder, protocol: Protocol, eeg: RecordedStream, processed
 def _script(recording: Recording, names: dict, stim_rows: np.ndarray,
             decision_times: np.ndarray) -> list[tuple[float, str, dict]]:  # fmt: skip
     """The stimulation path's inputs in the order they happened: (seq, what, detail)."""
-    events = _json_rows(recording.find(name=names["events"]))
+    events = json_rows(recording.find(name=names["events"]))
     # the time in the text is the engine's own; the sample's timestamp went through the
     # recorder's clock correction
     script = [(float(row["seq"]), "event", {"time": t, **row})
               for t, row in events if "seq" in row]  # fmt: skip
     # the governor's events are published after the command their iteration wrote: a dose
     # limit goes back before the first command decided at or after it
-    decided, seqs = stim_rows[:, _COLUMN["decided_at"]], stim_rows[:, _COLUMN["seq"]]
+    decided, seqs = stim_rows[:, STIM_COLUMN["decided_at"]], stim_rows[:, STIM_COLUMN["seq"]]
     for i, (_, what, item) in enumerate(script):
         later = seqs[decided >= item["time"]] if item["kind"] == "safety.limit" else ()
         if len(later):
             script[i] = (float(later.min()) - 0.5, what, item)
     for row in stim_rows:
-        detail = {name: float(row[i]) for name, i in _COLUMN.items()}
-        detail["origin"] = STIM_ORIGINS[int(row[_COLUMN["origin"]])]
-        script.append((int(row[_COLUMN["seq"]]), "command", detail))
+        detail = {name: float(row[i]) for name, i in STIM_COLUMN.items()}
+        detail["origin"] = STIM_ORIGINS[int(row[STIM_COLUMN["origin"]])]
+        script.append((int(row[STIM_COLUMN["seq"]]), "command", detail))
     if not script:  # not a NeuroLoop session: one closed-loop block, decided every hop
         start = float(decision_times[0]) if len(decision_times) else 0.0
         script.append((0, "event", {"kind": "block", "time": start, "block": "closed_loop",
@@ -467,74 +360,7 @@ def _stimulate(run: OfflineRun, path: StimulationPath, clock: _Clock, script: li
         run.outputs = np.array(biomarker).reshape(-1, 1)
 
 
-# comparison and the command ----------------------------------------------------------------
-def compare(recording: Recording, run: OfflineRun) -> dict:
-    """How the replay's decoder outputs and stimulation commands differ from the recording's."""
-    names = stream_names(run.protocol.session.prefix)
-    result = {"n_decisions": len(run.decision_times), "n_commands": len(run.commands)}
-    recorded_rows = None
-    decoder_stream = recording.find(name=names["decoder"])
-    if decoder_stream is not None and run.protocol.uses_decoder and decoder_stream.n_samples:
-        recorded_rows = decoder_stream.data[:, : run.outputs.shape[1]]
-    if recorded_rows is not None and recorded_rows.shape == run.outputs.shape:
-        result["decoder_max_abs_diff"] = float(np.max(np.abs(recorded_rows - run.outputs),
-                                                      initial=0.0))  # fmt: skip
-    else:
-        result["decoder_max_abs_diff"] = None
-    stim_rows = _stim_rows(recording, run.protocol)
-    result["recorded_commands"] = len(stim_rows)
-    if len(stim_rows):
-        mine = np.array([[a, f, p] for a, f, p, _, _ in run.commands]).reshape(-1, 3)
-        theirs = stim_rows[:, [_COLUMN["amplitude"], _COLUMN["frequency_hz"], _COLUMN["pulses"]]]
-        if mine.shape == theirs.shape:
-            result["stim_max_abs_diff"] = float(np.max(np.abs(mine - theirs), initial=0.0))
-            # float rounding (a batch of windows through the decoder) is not a change
-            result["commands_changed"] = int(np.any(np.abs(mine - theirs) > 1e-9, axis=1).sum())
-        else:  # a what-if that wrote a different number of commands: compare the outputs held
-            result["stim_max_abs_diff"] = _held_difference(stim_rows, run)
-            result["commands_changed"] = abs(len(mine) - len(theirs))
-    else:
-        result["stim_max_abs_diff"] = None
-    amplitudes = np.array([c[0] for c in run.commands])
-    result["max_amplitude"] = float(np.max(np.abs(amplitudes), initial=0.0))
-    result["pulses"] = int(sum(c[2] for c in run.commands))
-    result["accuracy"] = _accuracy(recording, run)
-    return result
-
-
-def _held_difference(stim_rows: np.ndarray, run: OfflineRun) -> float:
-    """Largest difference between the amplitudes the two command sequences hold, compared at
-    every decision either made (by newest-sample time)."""
-    theirs = (stim_rows[:, _COLUMN["sample_time"]], stim_rows[:, _COLUMN["amplitude"]])
-    mine = (np.array([c[3] for c in run.commands]), np.array([c[0] for c in run.commands]))
-    at = np.union1d(theirs[0], mine[0])
-
-    def held(when: np.ndarray, values: np.ndarray) -> np.ndarray:
-        order = np.argsort(when, kind="stable")
-        index = np.searchsorted(when[order], at, side="right") - 1
-        return np.where(index >= 0, values[order][np.clip(index, 0, None)], 0.0)
-
-    return float(np.max(np.abs(held(*theirs) - held(*mine)), initial=0.0))
-
-
-def _accuracy(recording: Recording, run: OfflineRun) -> float | None:
-    """Closed-loop trial accuracy of the replayed decoder, scored as a session's summary does."""
-    protocol = run.protocol
-    cues = recording.find(name=stream_names(protocol.session.prefix)["cues"])
-    events = _json_rows(recording.find(name=stream_names(protocol.session.prefix)["events"]))
-    if cues is None or not protocol.uses_decoder or not len(run.decision_times):
-        return None
-    record = EngineRecord()
-    starts = [(t, row["index"]) for t, row in events if row.get("kind") == "block"]
-    for t, label in zip(cues.timestamps, cues.data[:, 0], strict=True):
-        index = max((i for s, i in starts if s <= t), default=None)
-        if index is not None and label in protocol.decoder.classes:
-            record.cues.append((float(t), str(label), index))
-    record.decisions = list(zip(run.decision_times, run.outputs, strict=True))
-    accuracy, scored = closed_loop_accuracy(record, protocol)
-    return None if not scored or math.isnan(accuracy) else accuracy
-
-
+# the command -------------------------------------------------------------------------------
 def replay_offline(path: str | Path, protocol: str | Path | None = None,
                    model: str | Path | None = None, overrides: list[str] = (),
                    progress: bool = True) -> dict:  # fmt: skip
@@ -569,7 +395,7 @@ def replay_with_run(path: str | Path, protocol: str | Path | None = None,
     t1 = time.perf_counter()
     run = run_offline(recording, own_protocol_run, decoder, progress, own and own_model)
     elapsed = time.perf_counter() - t1
-    eeg = _input_stream(recording, own_protocol_run)
+    eeg = input_stream(recording, own_protocol_run)
     result = {
         "recording": str(recording.path), "format": recording.format,
         "duration_s": eeg.duration_s, "channels": eeg.n_channels, "srate": eeg.srate,
