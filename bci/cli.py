@@ -127,6 +127,30 @@ def cmd_demo(args) -> int:
     return cmd_run(args)
 
 
+def cmd_gui(args) -> int:
+    try:
+        from gui.app import run_gui
+    except ImportError as err:
+        print(f"error: the console needs PySide6 and pyqtgraph ({err}): pip install -e '.[gui]'",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_BAD_INPUT
+    if args.after is not None and not args.screenshot:
+        print("error: --after goes with --screenshot PNG", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return run_gui(args.protocol, args.autostart, args.screenshot,
+                   30.0 if args.after is None else args.after, args.replay)  # fmt: skip
+
+
+def cmd_bench_gui(args) -> int:
+    from gui.bench import run_gui_bench
+
+    result = run_gui_bench(Path(args.json), seconds=args.seconds)
+    print(f"console: {result['fps']:.0f} fps; engine p99 {result['engine_p99_ms_with_gui']:.2f} "
+          f"ms with it, {result['engine_p99_ms_without_gui']:.2f} ms without")  # fmt: skip
+    print(f"→ {args.json} and {Path(args.json).with_suffix('.png')}")
+    return 0
+
+
 def cmd_simulate(args) -> int:
     from devices.virtual_subject.process import SimulateOptions, run_virtual_subject
 
@@ -237,6 +261,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set(check)
     check.set_defaults(func=cmd_check)
 
+    gui = sub.add_parser("gui", help="the operator console (PySide6)",
+                         description="Open the console: session, STOP (Esc/Space), live views, "
+                         "streams. With a PROTOCOL it is loaded and validated; --autostart "
+                         "starts its session; --replay FILE watches a recording as it "
+                         "replays; --screenshot saves the window after --after seconds and "
+                         "exits.")  # fmt: skip
+    gui.add_argument("protocol", nargs="?", help="protocol file or bundled name (demo)")
+    gui.add_argument("--autostart", action="store_true", help="start the protocol's session")
+    gui.add_argument("--replay", help="replay this recording (bci replay) and watch it")
+    gui.add_argument("--screenshot", help="save a PNG of the window, then exit")
+    gui.add_argument("--after", type=float, help="seconds before the screenshot (default 30)")
+    gui.set_defaults(func=cmd_gui)
+
     sim = sub.add_parser("simulate", help="publish a virtual subject's EEG and fNIRS over LSL",
                          description="Run a virtual subject that streams like an amplifier, "
                          "follows the session's cues and responds to its stimulation.")  # fmt: skip
@@ -299,6 +336,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     add_stim_parsers(sub, bench_sub)
     add_replay_parsers(sub, bench_sub, _add_set)
+
+    bgui = bench_sub.add_parser(
+        "gui", help="console frame rate and engine latency with and without it (JSON + PNG)",
+        description="Runs the latency benchmark's session (64 ch · 1 kHz) twice: alone, then "
+        "with the console (its own process) watching every stream with a 10 s EEG window. "
+        "Writes fps and the engine's p99 both ways.",
+    )  # fmt: skip
+    bgui.add_argument("--json", required=True, help="result file (a PNG is written beside it)")
+    bgui.add_argument("--seconds", type=float, default=60.0, help="closed-loop seconds per run")
+    bgui.set_defaults(func=cmd_bench_gui)
 
     dec = bench_sub.add_parser(
         "decoders", help="accuracy and inference time of every decoder (JSON + PNG)",

@@ -128,9 +128,11 @@ def add_stim_parsers(sub, bench_sub) -> None:
         "control", help="send an operator command to a running session",
         description="estop: zero the output (TMS: disarm) now, latched. rearm: lift the "
         "emergency stop (needs --confirm). status: the session's state. stop: end the session. "
-        "note: record an operator's note (--text) in the session-info stream.",
+        "note: record an operator's note (--text) in the session-info stream. pause: hold the "
+        "output at zero and the timeline still; resume: go on.",
     )  # fmt: skip
-    control.add_argument("command", choices=["estop", "rearm", "status", "stop", "note"])
+    control.add_argument("command",
+                         choices=["estop", "rearm", "status", "stop", "note", "pause", "resume"])  # fmt: skip
     control.add_argument("--address", default=DEFAULT_CONTROL,
                          help="the session's control address (printed at start; default "
                          "%(default)s)")  # fmt: skip

@@ -12,9 +12,10 @@ import queue
 import threading
 from concurrent.futures import Future
 
-COMMANDS = ("estop", "rearm", "status", "stop", "note")
+COMMANDS = ("estop", "rearm", "status", "stop", "note", "pause", "resume")
 """What the engine accepts. ``rearm`` needs ``"confirm": true``: an explicit operator act;
-``note`` records ``"text"`` in the session-info stream."""
+``note`` records ``"text"`` in the session-info stream; ``pause`` holds the output at zero and
+the timeline still until ``resume``."""
 
 _REPLY_TIMEOUT_S = 2.0
 

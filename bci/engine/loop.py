@@ -149,7 +149,7 @@ class Engine:
     @property
     def _decoding(self) -> bool:
         """Whether this is a closed-loop block whose controller has what it reads."""
-        if self.block.kind != "closed_loop":
+        if self.block.kind != "closed_loop" or self.stim.paused:
             return False
         return self.decoder is not None or not self.protocol.uses_decoder
 
@@ -340,6 +340,7 @@ class Engine:
             self._event("control", start, address=self.control_address)
         self.stim.write(0.0, self.eeg.newest_time, origin="start", decided_at=start)
         next_nirs = start
+        paused_at = None
         # one BLAS thread: multi-threaded numpy on a small window costs more in wake-ups than it
         # saves (p99 8-17 ms instead of < 1 ms on 2 shared cores). Set process-wide (OpenBLAS);
         # torch's own threads are the decoder's business (TorchDecoder threads/train_threads)
@@ -371,7 +372,6 @@ class Engine:
                 if self.nirs is not None and now >= next_nirs:
                     self._on_nirs()
                     next_nirs = now + 0.05
-                self._run_cues(now)
                 self.elapsed_s = now - start
                 if now >= deadline:
                     self._event("deadline", now, minutes=max_duration_s / 60)
@@ -379,6 +379,13 @@ class Engine:
                 if self.stim.stop_requested:
                     self._event("stop", now, by="operator")
                     break
+                if self.stim.paused:
+                    paused_at = paused_at or now
+                    if self.stim.resume_requested is None:
+                        continue  # the timeline stands still: no cues, no next block
+                    self._resume(now, now - paused_at)
+                    paused_at = None
+                self._run_cues(now)
                 if self.block.kind == "fit":
                     if not self._fit_done():
                         continue
@@ -409,7 +416,16 @@ class Engine:
             self._event("end", now)
         return self.record
 
+    def _resume(self, now: float, paused_s: float) -> None:
+        """The operator resumed after ``paused_s``: the block's clock and cues continue from
+        where they stopped, and the decoder watchdog counts from now."""
+        self._block_start += paused_s
+        self._last_decision = now
+        self.stim.resume(self.stim.resume_requested, now, self.block.kind, self.block.stimulate,
+                         self.stalled)  # fmt: skip
+
     def _status(self) -> dict:
         """The session's state for a ``status`` command."""
         return {"block": self.block.kind, "block_index": self.block.index,
-                "elapsed_s": round(self.elapsed_s, 3), "stalled": self.stalled}  # fmt: skip
+                "elapsed_s": round(self.elapsed_s, 3), "stalled": self.stalled,
+                "paused": self.stim.paused is not None}  # fmt: skip

@@ -129,6 +129,10 @@ class StimulationPath:
         self.pulse_latency_ms: list[float] = []
         """Newest sample → write of every pulse fired, ms."""
         self.stop_requested = False
+        self.paused: str | None = None
+        """Who paused the session (the output held at zero, the timeline still)."""
+        self.resume_requested: str | None = None
+        """Who asked to resume; the engine resumes its timeline, then :meth:`resume`."""
         self.nonfinite_at = -math.inf
         """When the decoder last gave a non-finite output (the trip lifts after a finite one)."""
         self._phase = None
@@ -198,6 +202,22 @@ class StimulationPath:
         self._event("watchdog", now, action="recover")
         self.governor.recover(now)
         self.reset_policy(self.governor.amplitude)
+
+    def pause(self, who: str, now: float) -> None:
+        """The operator paused the session: ramp to zero and hold until :meth:`resume`."""
+        self.paused = who
+        self.governor.trip(f"paused by {who}", now, kind="hold")
+        self._event("operator", now, cmd="pause", who=who)
+        self.publish_safety_events()
+
+    def resume(self, who: str, now: float, kind: str, stimulate: bool, stalled: bool) -> None:
+        """The operator resumed: the current block (``kind``, ``stimulate``) starts over from
+        here, as :meth:`start_block` does."""
+        self.paused = self.resume_requested = None
+        self._event("operator", now, cmd="resume", who=who, block=kind, stimulate=stimulate,
+                    stalled=stalled)  # fmt: skip
+        self.start_block(kind, stimulate, now, stalled)
+        self.publish_safety_events()
 
     def gap(self, now: float, **detail) -> None:
         """Samples went missing: the policy starts over from the governor's output."""
@@ -355,6 +375,14 @@ class StimulationPath:
             elif cmd == "stop":
                 self.stop_requested = True
                 reply = {"ok": True, "stopping": True}
+            elif cmd == "pause":
+                if not self.paused:
+                    self.pause(who, now)
+                reply = {"ok": True, "paused": True}
+            elif cmd == "resume":
+                if self.paused:
+                    self.resume_requested = who
+                reply = {"ok": True, "paused": False}
             elif cmd == "note":
                 text = str(command.get("text", "")).strip()
                 if text:

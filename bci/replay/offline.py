@@ -326,6 +326,10 @@ def _stimulate(run: OfflineRun, path: StimulationPath, clock: _Clock, script: li
                 path.estop(item["who"], t, newest, write=False)  # the zero is a command below
             elif kind == "operator" and item["cmd"] == "rearm":
                 path.rearm(item["who"], t)
+            elif kind == "operator" and item["cmd"] == "pause":
+                path.pause(item["who"], t)
+            elif kind == "operator" and item["cmd"] == "resume":
+                path.resume(item["who"], t, item["block"], item["stimulate"], item["stalled"])
             elif kind == "stimulator_failed":
                 path.fail(StimulatorError(item["error"]))
             elif kind == "ending":

@@ -55,8 +55,15 @@ def session(tmp_path_factory):
     estop = inbox.post({"cmd": "estop", "who": "test"})
     wait_for(lambda: False, 2.0)
     rearm = inbox.post({"cmd": "rearm", "who": "test", "confirm": True})
+    wait_for(lambda: False, 1.5)
+    pause = inbox.post({"cmd": "pause", "who": "test"})
+    wait_for(lambda: False, 1.0)
+    assert engines[0].stim.paused == "test" and engines[0].governor.amplitude == 0
+    resume = inbox.post({"cmd": "resume", "who": "test"})
     thread.join(120)
     assert estop.result(1)["ok"] and rearm.result(1)["rearmed"] and note.result(1)["ok"]
+    assert pause.result(1)["paused"] and not resume.result(1)["paused"]
+    assert result["summary"]["duration_s"] > 1.0 + 11 + 30  # the pause did not eat the block
     return out, prefix, result["summary"]
 
 
@@ -80,6 +87,8 @@ def test_a_recorded_session_replays_to_the_same_outputs_and_commands(session):
     stim = recording.stream(name=f"{prefix}-Stim").data
     origins = {STIM_ORIGINS[int(o)] for o in stim[:, STIM_CHANNELS.index("origin")]}
     assert {"start", "decision", "estop", "end"} <= origins
+    events = [json.loads(v)["kind"] for v in recording.stream(name=f"{prefix}-Events").data[:, 0]]
+    assert events.count("operator") == 4  # estop, rearm, pause, resume
     assert np.all(np.diff(stim[:, STIM_CHANNELS.index("seq")]) > 0)
 
 
