@@ -10,6 +10,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from bci.engine.control import COMMANDS
+
 EXIT_BAD_INPUT = 2
 DEFAULT_CONTROL = "tcp://127.0.0.1:5557"
 
@@ -131,8 +133,7 @@ def add_stim_parsers(sub, bench_sub) -> None:
         "note: record an operator's note (--text) in the session-info stream. pause: hold the "
         "output at zero and the timeline still; resume: go on.",
     )  # fmt: skip
-    control.add_argument("command",
-                         choices=["estop", "rearm", "status", "stop", "note", "pause", "resume"])  # fmt: skip
+    control.add_argument("command", choices=list(COMMANDS))
     control.add_argument("--address", default=DEFAULT_CONTROL,
                          help="the session's control address (printed at start; default "
                          "%(default)s)")  # fmt: skip
