@@ -1,0 +1,349 @@
+"""Scrolling multichannel EEG for the operator console.
+
+Drawn the fast way (STYLE 11): one ``PlotCurveItem`` per channel, stacked with ``setPos``, fixed
+ranges, auto-range off, an x array allocated once, and each curve reduced to a min/max envelope
+of about one point per screen pixel, so 64 channels at 1 kHz cost what 64 channels at 100 Hz do
+and a spike narrower than a pixel still shows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLabel,
+    QSplitter,
+    QStackedWidget,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from bci.acquire import Inlet
+from bci.streams import SAMPLE_INDEX_CHANNEL
+
+GAIN_RANGE_UV = (1.0, 10000.0)
+"""Allowed gain, µV between neighbouring channel baselines."""
+WINDOW_RANGE_S = (2.0, 30.0)
+"""Allowed time window, s."""
+POINTS_RANGE = (200, 4000)
+"""Bounds of the points per curve when they follow the plot's width."""
+_NAME, _SHOW, _BAD = 0, 1, 2  # columns of the channel list
+_BAD_PEN = pg.mkPen((140, 140, 140), width=1, style=Qt.PenStyle.DashLine)
+
+
+def fixed_plot(bottom: str, left: str, title: str) -> pg.PlotWidget:
+    """A plot whose ranges only the view sets: no auto-range, no mouse zoom, no menu.
+
+    Parameters
+    ----------
+    bottom, left : str
+        Axis labels, with units.
+    title : str
+        Plot title.
+
+    Returns
+    -------
+    plot : pyqtgraph.PlotWidget
+    """
+    plot = pg.PlotWidget(title=title)
+    plot.setLabel("bottom", bottom)
+    plot.setLabel("left", left)
+    item = plot.getPlotItem()
+    item.disableAutoRange()
+    item.hideButtons()
+    item.setMenuEnabled(False)
+    item.setMouseEnabled(x=False, y=False)  # a drag would fight the fixed ranges every frame
+    return plot
+
+
+def is_eeg(name: str, kind: str | None) -> bool:
+    """Whether a channel is EEG: not the sample index, and typed EEG (or untyped)."""
+    return name != SAMPLE_INDEX_CHANNEL and (kind or "EEG").upper() == "EEG"
+
+
+def waiting_stack(content: QWidget, waiting_for: str) -> tuple[QStackedWidget, QLabel]:
+    """A stack that shows ``content``, or a "waiting for ..." label while there is no stream."""
+    label = QLabel(f"waiting for {waiting_for}…")
+    label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+    stack = QStackedWidget()
+    stack.addWidget(label)
+    stack.addWidget(content)
+    return stack, label
+
+
+class EEGView(QWidget):
+    """Scrolling EEG traces of one stream, with gain, window, channel choice and bad channels.
+
+    Parameters
+    ----------
+    parent : QWidget, optional
+    waiting_for : str
+        What :meth:`attach` (None) says it waits for.
+    window_s : float
+        Time window shown, s (``WINDOW_RANGE_S``).
+    gain_uv : float
+        µV between neighbouring channel baselines (``GAIN_RANGE_UV``).
+    max_points : int, optional
+        Most points per curve; longer windows are drawn as a min/max envelope. None: the plot's
+        width in pixels (``POINTS_RANGE`` bounds it), followed as the plot is resized.
+
+    Notes
+    -----
+    Traces are in µV (the LSL convention for EEG), divided by the gain, so channel ``j`` of the
+    shown ones sits at y = -j. With "remove offset" (default on) each trace has its window mean
+    subtracted, so amplifiers with a DC offset stay in their lane.
+    """
+
+    bad_channels_changed = Signal(object)
+    """Emitted with the new set of bad channel names (set of str) whenever it changes."""
+
+    def __init__(
+        self,
+        parent: QWidget | None = None,
+        *,
+        waiting_for: str = "the EEG stream",
+        window_s: float = 10.0,
+        gain_uv: float = 50.0,
+        max_points: int | None = None,
+    ) -> None:
+        super().__init__(parent)
+        if max_points is not None and max_points < POINTS_RANGE[0]:
+            raise ValueError(f"max_points must be None or >= {POINTS_RANGE[0]}, got {max_points}")
+        self.max_points = max_points
+        self._points = POINTS_RANGE[0]  # points per curve the arrays are allocated for
+        self.frames = 0
+        """Redraws that drew data (a frame counter for the console's fps)."""
+        self._inlet: Inlet | None = None
+        self._names: tuple[str, ...] = ()
+        self._bad: set[str] = set()
+        self._curves: list[pg.PlotCurveItem] = []
+        self._picks = np.empty(0, dtype=int)
+        self._updating = False  # set while the list is filled, so its signals are ignored
+        self._x = np.empty(0)
+        self._y = np.empty((0, 0))
+        self._factor = 1
+
+        self.gain = QDoubleSpinBox(decimals=1, minimum=GAIN_RANGE_UV[0], maximum=GAIN_RANGE_UV[1])
+        self.gain.setSuffix(" µV/div")
+        self.gain.setToolTip("µV between neighbouring channel baselines")
+        self.window = QDoubleSpinBox(decimals=1, minimum=WINDOW_RANGE_S[0],
+                                     maximum=WINDOW_RANGE_S[1])  # fmt: skip
+        self.window.setSuffix(" s")
+        self.remove_offset = QCheckBox("Remove offset", checked=True)
+        self.channels = QTreeWidget()
+        self.channels.setHeaderLabels(["Channel", "Show", "Bad"])
+        self.channels.setRootIsDecorated(False)
+        self.plot = fixed_plot("Time relative to the newest sample (s)", "Channel", "EEG (µV)")
+        self.status = QLabel()
+
+        controls = QHBoxLayout()
+        for widget in (QLabel("Gain"), self.gain, QLabel("Window"), self.window,
+                       self.remove_offset):  # fmt: skip
+            controls.addWidget(widget)
+        controls.addStretch(1)
+        splitter = QSplitter()
+        splitter.addWidget(self.channels)
+        splitter.addWidget(self.plot)
+        splitter.setStretchFactor(1, 1)
+        content = QWidget()
+        inner = QVBoxLayout(content)
+        inner.addLayout(controls)
+        inner.addWidget(splitter, 1)
+        inner.addWidget(self.status)
+        self._stack, self.waiting_label = waiting_stack(content, waiting_for)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self._stack)
+
+        self.gain.setValue(gain_uv)
+        self.window.setValue(window_s)
+        self.window.valueChanged.connect(self._allocate)
+        self.channels.itemChanged.connect(self._on_item_changed)
+        self.attach(None)
+
+    # public --------------------------------------------------------------------------------
+    @property
+    def waiting(self) -> bool:
+        """Whether the view shows "waiting for ..." (no stream attached)."""
+        return self._stack.currentWidget() is self.waiting_label
+
+    @property
+    def bad_channels(self) -> frozenset[str]:
+        """Channels marked bad."""
+        return frozenset(self._bad)
+
+    @property
+    def shown_channels(self) -> tuple[str, ...]:
+        """Channels drawn, top to bottom."""
+        return tuple(self._names[i] for i in self._picks)
+
+    @property
+    def curves(self) -> dict[str, pg.PlotCurveItem]:
+        """The curve of every channel of the stream, by name."""
+        return dict(zip(self._names, self._curves, strict=True))
+
+    def attach(self, inlet: Inlet | None) -> None:
+        """Show ``inlet``'s EEG, or "waiting for ..." when None.
+
+        Re-attaching a stream with the same channels keeps the channel choice and bad channels.
+        """
+        self._inlet = inlet
+        if inlet is None:
+            self._stack.setCurrentWidget(self.waiting_label)
+            return
+        self._stack.setCurrentWidget(self._stack.widget(1))
+        if inlet.ch_names != self._names:
+            self._build(inlet.ch_names, inlet.ch_types)
+        self._allocate()
+
+    def set_shown_channels(self, names) -> None:
+        """Draw exactly ``names`` (the others stay listed, unchecked); unknown names are ignored."""
+        wanted = set(names)
+        self._set_checks(_SHOW, wanted)
+        self._relayout()
+
+    def set_bad_channels(self, names) -> None:
+        """Mark exactly ``names`` bad (unknown names are ignored); emits if the set changes."""
+        wanted = set(names) & set(self._names)
+        self._set_checks(_BAD, wanted)
+        self._change_bad(wanted)
+
+    def redraw(self) -> None:
+        """Draw the newest window from the inlet's buffer (never pulls)."""
+        inlet = self._inlet
+        if inlet is None:
+            return
+        buffer = inlet.buffer
+        self.status.setText(
+            f"{inlet.name} · {len(self._names)} ch · {inlet.sfreq:g} Hz · "
+            f"{inlet.n_samples} samples · {len(inlet.gaps)} gaps · {inlet.n_missing} dropped"
+        )
+        if self._points_wanted() != self._points:  # resized: one point per pixel again
+            self._allocate()
+        k = len(self._picks)
+        if k == 0 or len(buffer) == 0 or self._x.size == 0:
+            return
+        factor = self._factor
+        n_points = min(self._x.size, len(buffer) // factor * (1 if factor == 1 else 2))
+        if n_points == 0:
+            return
+        n = n_points if factor == 1 else n_points // 2 * factor
+        data, _ = buffer.latest(n)
+        picks, scale = self._picks, 1.0 / self.gain.value()
+        y = self._y[:k, :n_points]
+        # reduce every channel before picking: a pick of the raw window would copy it again
+        if factor == 1:
+            np.multiply(data[:, picks].T, scale, out=y)
+        else:  # min and max of each bin, interleaved: the envelope a screen pixel would show
+            bins = data.reshape(n // factor, factor, data.shape[1])
+            np.multiply(bins.min(axis=1)[:, picks].T, scale, out=y[:, 0::2])
+            np.multiply(bins.max(axis=1)[:, picks].T, scale, out=y[:, 1::2])
+        if self.remove_offset.isChecked():
+            y -= (data.mean(axis=0)[picks] * scale)[:, None]
+        x = self._x[self._x.size - n_points :]
+        for row, index in enumerate(self._picks):
+            self._curves[index].setData(x, y[row], skipFiniteCheck=True, connect="all")
+        self.frames += 1
+
+    # building ------------------------------------------------------------------------------
+    def _build(self, names: tuple[str, ...], types: tuple[str | None, ...]) -> None:
+        for curve in self._curves:
+            self.plot.removeItem(curve)
+        self._names = tuple(names)
+        self._curves = []
+        self._updating = True
+        self.channels.clear()
+        for i, (name, kind) in enumerate(zip(names, types, strict=True)):
+            item = QTreeWidgetItem([name, "", ""])
+            shown = is_eeg(name, kind)
+            item.setCheckState(_SHOW, Qt.CheckState.Checked if shown else Qt.CheckState.Unchecked)
+            item.setCheckState(_BAD, Qt.CheckState.Unchecked)
+            self.channels.addTopLevelItem(item)
+            curve = pg.PlotCurveItem(pen=self._pen(i), skipFiniteCheck=True, connect="all")
+            curve.setVisible(False)
+            self.plot.addItem(curve)
+            self._curves.append(curve)
+        self._updating = False
+        self.channels.resizeColumnToContents(_NAME)
+        self._change_bad(set())  # a different stream: its bad channels are not these
+        self._relayout()
+
+    def _allocate(self) -> None:
+        """(Re)allocate the x and y arrays for the window and rate; called on change only."""
+        self._points = self._points_wanted()
+        inlet = self._inlet
+        if inlet is None or inlet.sfreq <= 0:
+            self._x, self._y = np.empty(0), np.empty((0, 0))
+            return
+        n = max(round(self.window.value() * inlet.sfreq), 1)
+        self._factor = 1 if n <= self._points else -(-n // (self._points // 2))
+        if self._factor == 1:
+            self._x = (np.arange(n) - (n - 1)) / inlet.sfreq
+        else:
+            bins = n // self._factor
+            # each bin drawn at its newest sample's time, twice (its min and its max)
+            ends = (np.arange(bins) - (bins - 1)) * self._factor / inlet.sfreq
+            self._x = np.repeat(ends, 2)
+        self._y = np.zeros((len(self._names), self._x.size))
+        self.plot.setXRange(-self.window.value(), 0.0, padding=0.0)
+
+    def _points_wanted(self) -> int:
+        if self.max_points is not None:
+            return int(self.max_points)
+        width = int(self.plot.getViewBox().width())
+        return min(max(width - width % 2, POINTS_RANGE[0]), POINTS_RANGE[1])
+
+    # channel list --------------------------------------------------------------------------
+    def _set_checks(self, column: int, names: set[str]) -> None:
+        self._updating = True
+        for i, name in enumerate(self._names):
+            state = Qt.CheckState.Checked if name in names else Qt.CheckState.Unchecked
+            self.channels.topLevelItem(i).setCheckState(column, state)
+        self._updating = False
+
+    def _checked(self, column: int) -> list[int]:
+        return [
+            i for i in range(len(self._names))
+            if self.channels.topLevelItem(i).checkState(column) == Qt.CheckState.Checked
+        ]  # fmt: skip
+
+    def _on_item_changed(self, item: QTreeWidgetItem, column: int) -> None:
+        if self._updating:
+            return
+        if column == _SHOW:
+            self._relayout()
+        elif column == _BAD:
+            self._change_bad({self._names[i] for i in self._checked(_BAD)})
+
+    def _change_bad(self, bad: set[str]) -> None:
+        if bad == self._bad:
+            return
+        self._bad = set(bad)
+        for i, (name, curve) in enumerate(zip(self._names, self._curves, strict=True)):
+            curve.setPen(_BAD_PEN if name in bad else self._pen(i))
+        self._relayout()
+        self.bad_channels_changed.emit(set(bad))
+
+    def _relayout(self) -> None:
+        """Stack the shown channels top to bottom and label them; fixed y range."""
+        self._picks = np.array(self._checked(_SHOW), dtype=int)
+        shown = set(self._picks.tolist())
+        for i, curve in enumerate(self._curves):
+            curve.setVisible(i in shown)
+        ticks = []
+        for row, index in enumerate(self._picks):
+            self._curves[index].setPos(0.0, -row)
+            name = self._names[index]
+            ticks.append((-row, f"{name} (bad)" if name in self._bad else name))
+        self.plot.getAxis("left").setTicks([ticks, []])
+        self.plot.setYRange(-max(len(ticks), 1) + 0.5, 0.5, padding=0.0)
+
+    @staticmethod
+    def _pen(index: int):
+        return pg.mkPen(pg.intColor(index, hues=8, values=1, maxValue=230), width=1)
