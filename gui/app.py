@@ -46,11 +46,12 @@ def run_gui(protocol: str | None = None, autostart: bool = False, screenshot: st
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from gui.main_window import MainWindow
+    from gui.main_window import MainWindow, yield_cpu_to_the_engine
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    yield_cpu_to_the_engine()
     window = MainWindow(protocol)
-    window.resize(1600, 1000)
+    window.resize(1800, 1100)
     window.show()
     player = None
     if replay:

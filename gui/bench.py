@@ -110,9 +110,10 @@ def _window_main(prefix: str, seconds: float, out: str) -> None:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from gui.main_window import MainWindow
+    from gui.main_window import MainWindow, yield_cpu_to_the_engine
 
     app = QApplication(sys.argv[:1])
+    yield_cpu_to_the_engine()  # as `bci gui` does
     window = MainWindow()
     window.resize(1600, 1000)
     window.show()

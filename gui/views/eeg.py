@@ -151,6 +151,7 @@ class EEGView(QWidget):
         splitter.addWidget(self.channels)
         splitter.addWidget(self.plot)
         splitter.setStretchFactor(1, 1)
+        splitter.setSizes([150, 850])  # the traces get the room; the list can be widened
         content = QWidget()
         inner = QVBoxLayout(content)
         inner.addLayout(controls)
