@@ -14,7 +14,7 @@ from PySide6 import QtCore, QtWidgets
 from bci.acquire import Inlet
 from bci.streams import CUE_REST, DECODER_TIME_CHANNEL
 from gui.feeds import MarkerHistory
-from gui.views.eeg import waiting_stack
+from gui.views.eeg import StreamView
 
 CLASS_COLOURS = ("#4fc3f7", "#ff8a65", "#aed581", "#ba68c8", "#fff176", "#f06292")
 """Curve colours by class index; a cue shares its class's colour."""
@@ -159,7 +159,7 @@ def cue_spans(markers, t_start: float, now: float) -> list[tuple[str, float, flo
     return spans
 
 
-class DecoderView(QtWidgets.QWidget):
+class DecoderView(StreamView):
     """Each class's probability over the last ``window_s`` seconds, over the cues shown.
 
     Parameters
@@ -203,10 +203,7 @@ class DecoderView(QtWidgets.QWidget):
         inner.setContentsMargins(0, 0, 0, 0)
         inner.addWidget(self.status)
         inner.addWidget(self.plot, stretch=1)
-        self._stack, self.waiting_label = waiting_stack(self._content, "the decoder stream")
-        layout = QtWidgets.QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self._stack)
+        self._set_content(self._content, "the decoder stream")
         self._build_plot()
         self._show_waiting()
 
@@ -293,11 +290,6 @@ class DecoderView(QtWidgets.QWidget):
             self._show_waiting()
         else:
             self._stack.setCurrentWidget(self._content)
-
-    @property
-    def waiting(self) -> bool:
-        """Whether the view shows "waiting for ..." (no decoder stream attached)."""
-        return self._stack.currentWidget() is self.waiting_label
 
     def _show_waiting(self) -> None:
         self._stack.setCurrentWidget(self.waiting_label)

@@ -67,17 +67,27 @@ def is_eeg(name: str, kind: str | None) -> bool:
     return name != SAMPLE_INDEX_CHANNEL and (kind or "EEG").upper() == "EEG"
 
 
-def waiting_stack(content: QWidget, waiting_for: str) -> tuple[QStackedWidget, QLabel]:
-    """A stack that shows ``content``, or a "waiting for ..." label while there is no stream."""
-    label = QLabel(f"waiting for {waiting_for}…")
-    label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-    stack = QStackedWidget()
-    stack.addWidget(label)
-    stack.addWidget(content)
-    return stack, label
+class StreamView(QWidget):
+    """A view of one stream: its content, or "waiting for ..." while there is no stream."""
+
+    def _set_content(self, content: QWidget, waiting_for: str) -> None:
+        """Show ``content`` in this view, behind a "waiting for ``waiting_for``" label."""
+        self.waiting_label = QLabel(f"waiting for {waiting_for}…")
+        self.waiting_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._stack = QStackedWidget()
+        self._stack.addWidget(self.waiting_label)
+        self._stack.addWidget(content)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self._stack)
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the view shows its waiting (or error) text instead of its content."""
+        return self._stack.currentWidget() is self.waiting_label
 
 
-class EEGView(QWidget):
+class EEGView(StreamView):
     """Scrolling EEG traces of one stream, with gain, window, channel choice and bad channels.
 
     Parameters
@@ -157,10 +167,7 @@ class EEGView(QWidget):
         inner.addLayout(controls)
         inner.addWidget(splitter, 1)
         inner.addWidget(self.status)
-        self._stack, self.waiting_label = waiting_stack(content, waiting_for)
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(self._stack)
+        self._set_content(content, waiting_for)
 
         self.gain.setValue(gain_uv)
         self.window.setValue(window_s)
@@ -169,11 +176,6 @@ class EEGView(QWidget):
         self.attach(None)
 
     # public --------------------------------------------------------------------------------
-    @property
-    def waiting(self) -> bool:
-        """Whether the view shows "waiting for ..." (no stream attached)."""
-        return self._stack.currentWidget() is self.waiting_label
-
     @property
     def bad_channels(self) -> frozenset[str]:
         """Channels marked bad."""

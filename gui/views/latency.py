@@ -11,13 +11,13 @@ from PySide6 import QtCore, QtWidgets
 from bci.acquire import Inlet
 from bci.streams import LATENCY_CHANNELS
 from gui.views.decoder import RowHistory
-from gui.views.eeg import waiting_stack
+from gui.views.eeg import StreamView
 
 _RANGE_STEPS_MS = (10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0)
 """Upper ends the latency axis steps through; it only grows, so the bins do not jump about."""
 
 
-class LatencyView(QtWidgets.QWidget):
+class LatencyView(StreamView):
     """Histogram of the end-to-end latency (stimulator write − newest sample) of the newest
     ``n_decisions`` decisions, with live p50, p99 and max.
 
@@ -69,10 +69,7 @@ class LatencyView(QtWidgets.QWidget):
         inner.setContentsMargins(0, 0, 0, 0)
         inner.addLayout(header)
         inner.addWidget(self.plot, stretch=1)
-        self._stack, self.waiting_label = waiting_stack(self._content, "the latency stream")
-        layout = QtWidgets.QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self._stack)
+        self._set_content(self._content, "the latency stream")
         self._build_plot()
         self._show_waiting()
 
@@ -138,11 +135,6 @@ class LatencyView(QtWidgets.QWidget):
             self._show_waiting()
         else:
             self._stack.setCurrentWidget(self._content)
-
-    @property
-    def waiting(self) -> bool:
-        """Whether the view shows "waiting for ..." (no latency stream attached)."""
-        return self._stack.currentWidget() is self.waiting_label
 
     def _show_waiting(self) -> None:
         self.stats = self._no_stats()

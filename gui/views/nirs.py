@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 from bci.acquire import Inlet, RingBuffer
 from bci.engine.preprocess import fnirs_pipeline
 from bci.signal import Pipeline
-from gui.views.eeg import fixed_plot, waiting_stack
+from gui.views.eeg import StreamView, fixed_plot
 
 WINDOW_RANGE_S = (10.0, 120.0)
 """Allowed time window, s; the view keeps this much converted history."""
@@ -36,7 +36,7 @@ HBR_PEN = pg.mkPen((40, 90, 235), width=1)
 _MOL_TO_UM = 1e6  # the pipeline gives mol/L; operators read µM
 
 
-class NirsView(QWidget):
+class NirsView(StreamView):
     """ΔHbO (red) and ΔHbR (blue) over time, one lane per chosen source–detector pair.
 
     Parameters
@@ -106,11 +106,8 @@ class NirsView(QWidget):
         inner.addLayout(controls)
         inner.addWidget(splitter, 1)
         inner.addWidget(self.status)
-        self._stack, self.waiting_label = waiting_stack(content, waiting_for)
+        self._set_content(content, waiting_for)
         self._waiting_text = self.waiting_label.text()
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(self._stack)
 
         self.window.setValue(window_s)
         self.spacing.setValue(spacing_um)
@@ -120,11 +117,6 @@ class NirsView(QWidget):
         self.attach(None)
 
     # public --------------------------------------------------------------------------------
-    @property
-    def waiting(self) -> bool:
-        """Whether the view shows its waiting (or error) text instead of the plot."""
-        return self._stack.currentWidget() is self.waiting_label
-
     @property
     def pairs(self) -> tuple[str, ...]:
         """Source–detector pairs of the stream (``"S1_D1"``...)."""

@@ -19,7 +19,7 @@ from scipy.signal import welch
 from scipy.spatial import Delaunay
 
 from bci.acquire import Inlet
-from gui.views.eeg import fixed_plot, is_eeg, waiting_stack
+from gui.views.eeg import StreamView, fixed_plot, is_eeg
 
 BANDS_HZ = {"mu": (8.0, 13.0), "beta": (13.0, 30.0)}
 """Bands whose power is shown, Hz, ``low <= f < high``."""
@@ -125,7 +125,7 @@ class _ScalpGrid:
         return image
 
 
-class SpectrumView(QWidget):
+class SpectrumView(StreamView):
     """PSD, mu and beta band power, and a scalp map of band power of the good EEG channels.
 
     Parameters
@@ -221,10 +221,7 @@ class SpectrumView(QWidget):
         footer.addWidget(self.bands_label, 1)
         footer.addWidget(self.status)
         inner.addLayout(footer)
-        self._stack, self.waiting_label = waiting_stack(content, waiting_for)
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(self._stack)
+        self._set_content(content, waiting_for)
 
         self.mode.currentIndexChanged.connect(self._draw)
         self.map_band.currentIndexChanged.connect(self._draw)
@@ -232,11 +229,6 @@ class SpectrumView(QWidget):
         self.attach(None)
 
     # public --------------------------------------------------------------------------------
-    @property
-    def waiting(self) -> bool:
-        """Whether the view shows "waiting for ..." (no stream attached)."""
-        return self._stack.currentWidget() is self.waiting_label
-
     def attach(self, inlet: Inlet | None) -> None:
         """Show ``inlet``'s spectrum, or "waiting for ..." when None."""
         self._inlet = inlet

@@ -13,7 +13,7 @@ from bci.acquire import Inlet
 from bci.safety.ceilings import HARD_CEILINGS
 from bci.streams import STIM_CHANNELS, STIM_ORIGINS
 from gui.views.decoder import RowHistory
-from gui.views.eeg import waiting_stack
+from gui.views.eeg import StreamView
 
 _AMPLITUDE = STIM_CHANNELS.index("amplitude")
 _FREQUENCY = STIM_CHANNELS.index("frequency_hz")
@@ -23,7 +23,7 @@ _FREQUENCY_STEPS_HZ = (10.0, 20.0, 50.0, 100.0, 200.0, 300.0)
 """Upper ends the frequency axis steps through; it only grows, so it does not jump each frame."""
 
 
-class StimView(QtWidgets.QWidget):
+class StimView(StreamView):
     """The stimulation commands of the last ``window_s`` seconds and the limit they obey.
 
     Parameters
@@ -75,10 +75,7 @@ class StimView(QtWidgets.QWidget):
         inner.setContentsMargins(0, 0, 0, 0)
         inner.addLayout(header)
         inner.addWidget(self.plots, stretch=1)
-        self._stack, self.waiting_label = waiting_stack(self._content, "the stimulation stream")
-        layout = QtWidgets.QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self._stack)
+        self._set_content(self._content, "the stimulation stream")
         self._build_plots()
         self.set_limit(max_amplitude)
         self._show_waiting()
@@ -168,11 +165,6 @@ class StimView(QtWidgets.QWidget):
             self._show_waiting()
         else:
             self._stack.setCurrentWidget(self._content)
-
-    @property
-    def waiting(self) -> bool:
-        """Whether the view shows "waiting for ..." (no stimulation stream attached)."""
-        return self._stack.currentWidget() is self.waiting_label
 
     def _show_waiting(self) -> None:
         self._stack.setCurrentWidget(self.waiting_label)
