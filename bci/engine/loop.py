@@ -50,6 +50,8 @@ class EngineRecord:
     """Every :class:`~devices.stimulators.StimCommand` written."""
     latency_ms: list[np.ndarray] = field(default_factory=list)
     """Per-decision stage durations and end-to-end latency, ms (``LATENCY_CHANNELS`` order)."""
+    latency_times: list[float] = field(default_factory=list)
+    """When each ``latency_ms`` row's command was written (``pylsl.local_clock()``), s."""
     events: list[dict] = field(default_factory=list)
     """Every event published."""
     blocks: list[tuple[int, str, float, float]] = field(default_factory=list)
@@ -178,8 +180,12 @@ class Engine:
         if np.isfinite(row).all():
             self._last_decision = pylsl.local_clock()
         t3 = time.perf_counter_ns()
-        command = self.stim.decide(row, newest, self.block.stimulate)
-        t4 = time.perf_counter_ns()
+        try:
+            command = self.stim.decide(row, newest, self.block.stimulate)
+        finally:  # the decoder's output is published after the write: it never delays one
+            t4 = time.perf_counter_ns()
+            if self.protocol.uses_decoder:
+                self.outlets.decision(row, newest)
         if command is None:  # nothing written (the phase path's amplitude did not change)
             return
         stages = np.array(
@@ -187,6 +193,7 @@ class Engine:
              (t4 - t3) / 1e6, (command.write_time - command.sample_time) * 1e3]
         )  # fmt: skip
         self.record.latency_ms.append(stages)
+        self.record.latency_times.append(command.write_time)
         self.outlets.latency_sample(stages, command.write_time)
 
     def _read(self, window: np.ndarray, newest: float) -> np.ndarray:
@@ -198,7 +205,6 @@ class Engine:
                 nirs, _ = self.nirs_processed.latest(self._n_nirs)
                 inputs["nirs"] = nirs[None, :, self._nirs_index]
             row = self.decoder.predict_proba(select_inputs(self.decoder.info, inputs))[0]
-            self.outlets.decision(row, newest)
             self.record.decisions.append((newest, row))
             return row
         if self.stim.trigger is not None:

@@ -1,9 +1,11 @@
 """Scrolling multichannel EEG for the operator console.
 
-Drawn the fast way (STYLE 11): one ``PlotCurveItem`` per channel, stacked with ``setPos``, fixed
-ranges, auto-range off, an x array allocated once, and each curve reduced to a min/max envelope
-of about one point per screen pixel, so 64 channels at 1 kHz cost what 64 channels at 100 Hz do
-and a spike narrower than a pixel still shows.
+Drawn the fast way (STYLE 11, one departure): fixed ranges, auto-range off, an x array allocated
+once, each channel reduced to a min/max envelope of about one point per screen pixel (so 64
+channels at 1 kHz cost what 64 channels at 100 Hz do and a spike narrower than a pixel still
+shows), updated from the new samples only; and all channels drawn by one item
+(:class:`~gui.views.traces.TraceStack`), not a ``PlotCurveItem`` each, which at 64 channels
+costs twice the drawing itself.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QPen
 from PySide6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -26,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from bci.acquire import Inlet
 from bci.streams import SAMPLE_INDEX_CHANNEL
+from gui.views.traces import EnvelopeCache, TraceStack
 
 GAIN_RANGE_UV = (1.0, 10000.0)
 """Allowed gain, µV between neighbouring channel baselines."""
@@ -33,6 +37,9 @@ WINDOW_RANGE_S = (2.0, 30.0)
 """Allowed time window, s."""
 POINTS_RANGE = (200, 4000)
 """Bounds of the points per curve when they follow the plot's width."""
+RESIZE_TOLERANCE = 0.05
+"""How far the plot's width may drift from the points drawn before they are recomputed: a
+label's text can nudge it by a pixel every frame, and recomputing resets the envelope."""
 _NAME, _SHOW, _BAD = 0, 1, 2  # columns of the channel list
 _BAD_PEN = pg.mkPen((140, 140, 140), width=1, style=Qt.PenStyle.DashLine)
 
@@ -132,12 +139,11 @@ class EEGView(StreamView):
         self._inlet: Inlet | None = None
         self._names: tuple[str, ...] = ()
         self._bad: set[str] = set()
-        self._curves: list[pg.PlotCurveItem] = []
+        self._envelope: EnvelopeCache | None = None  # None: one point per sample
         self._picks = np.empty(0, dtype=int)
         self._updating = False  # set while the list is filled, so its signals are ignored
         self._x = np.empty(0)
         self._y = np.empty((0, 0))
-        self._factor = 1
 
         self.gain = QDoubleSpinBox(decimals=1, minimum=GAIN_RANGE_UV[0], maximum=GAIN_RANGE_UV[1])
         self.gain.setSuffix(" µV/div")
@@ -150,6 +156,8 @@ class EEGView(StreamView):
         self.channels.setHeaderLabels(["Channel", "Show", "Bad"])
         self.channels.setRootIsDecorated(False)
         self.plot = fixed_plot("Time relative to the newest sample (s)", "Channel", "EEG (µV)")
+        self.traces = TraceStack()
+        self.plot.addItem(self.traces)
         self.status = QLabel()
 
         controls = QHBoxLayout()
@@ -186,10 +194,14 @@ class EEGView(StreamView):
         """Channels drawn, top to bottom."""
         return tuple(self._names[i] for i in self._picks)
 
-    @property
-    def curves(self) -> dict[str, pg.PlotCurveItem]:
-        """The curve of every channel of the stream, by name."""
-        return dict(zip(self._names, self._curves, strict=True))
+    def trace(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(x, y) of channel ``name`` as drawn, y in lanes from its baseline; None if not shown."""
+        shown = self.shown_channels
+        return self.traces.row(shown.index(name)) if name in shown else None
+
+    def pen(self, name: str) -> QPen:
+        """The pen channel ``name`` is drawn with (dashed grey when bad)."""
+        return _BAD_PEN if name in self._bad else self._pen(self._names.index(name))
 
     def attach(self, inlet: Inlet | None) -> None:
         """Show ``inlet``'s EEG, or "waiting for ..." when None.
@@ -227,51 +239,41 @@ class EEGView(StreamView):
             f"{inlet.name} · {len(self._names)} ch · {inlet.sfreq:g} Hz · "
             f"{inlet.n_samples} samples · {len(inlet.gaps)} gaps · {inlet.n_missing} dropped"
         )
-        if self._points_wanted() != self._points:  # resized: one point per pixel again
-            self._allocate()
+        if abs(self._points_wanted() - self._points) > self._points * RESIZE_TOLERANCE:
+            self._allocate()  # resized: one point per pixel again
         k = len(self._picks)
         if k == 0 or len(buffer) == 0 or self._x.size == 0:
             return
-        factor = self._factor
-        n_points = min(self._x.size, len(buffer) // factor * (1 if factor == 1 else 2))
-        if n_points == 0:
-            return
-        n = n_points if factor == 1 else n_points // 2 * factor
-        data, _ = buffer.latest(n)
         picks, scale = self._picks, 1.0 / self.gain.value()
-        y = self._y[:k, :n_points]
-        # reduce every channel before picking: a pick of the raw window would copy it again
-        if factor == 1:
+        if self._envelope is None:
+            data, _ = buffer.latest(min(self._x.size, len(buffer)))
+            y = self._y[:k, : len(data)]
             np.multiply(data[:, picks].T, scale, out=y)
+            offset = data[:, picks].mean(axis=0)
         else:  # min and max of each bin, interleaved: the envelope a screen pixel would show
-            bins = data.reshape(n // factor, factor, data.shape[1])
-            np.multiply(bins.min(axis=1)[:, picks].T, scale, out=y[:, 0::2])
-            np.multiply(bins.max(axis=1)[:, picks].T, scale, out=y[:, 1::2])
+            low, high = self._envelope.update(buffer)
+            if not len(low):
+                return
+            y = self._y[:k, : 2 * len(low)]
+            np.multiply(low[:, picks].T, scale, out=y[:, 0::2])
+            np.multiply(high[:, picks].T, scale, out=y[:, 1::2])
+            offset = (low[:, picks].mean(axis=0) + high[:, picks].mean(axis=0)) / 2
         if self.remove_offset.isChecked():
-            y -= (data.mean(axis=0)[picks] * scale)[:, None]
-        x = self._x[self._x.size - n_points :]
-        for row, index in enumerate(self._picks):
-            self._curves[index].setData(x, y[row], skipFiniteCheck=True, connect="all")
+            y -= (offset * scale)[:, None]
+        self.traces.set_rows(y)
         self.frames += 1
 
     # building ------------------------------------------------------------------------------
     def _build(self, names: tuple[str, ...], types: tuple[str | None, ...]) -> None:
-        for curve in self._curves:
-            self.plot.removeItem(curve)
         self._names = tuple(names)
-        self._curves = []
         self._updating = True
         self.channels.clear()
-        for i, (name, kind) in enumerate(zip(names, types, strict=True)):
+        for name, kind in zip(names, types, strict=True):
             item = QTreeWidgetItem([name, "", ""])
             shown = is_eeg(name, kind)
             item.setCheckState(_SHOW, Qt.CheckState.Checked if shown else Qt.CheckState.Unchecked)
             item.setCheckState(_BAD, Qt.CheckState.Unchecked)
             self.channels.addTopLevelItem(item)
-            curve = pg.PlotCurveItem(pen=self._pen(i), skipFiniteCheck=True, connect="all")
-            curve.setVisible(False)
-            self.plot.addItem(curve)
-            self._curves.append(curve)
         self._updating = False
         self.channels.resizeColumnToContents(_NAME)
         self._change_bad(set())  # a different stream: its bad channels are not these
@@ -281,20 +283,23 @@ class EEGView(StreamView):
         """(Re)allocate the x and y arrays for the window and rate; called on change only."""
         self._points = self._points_wanted()
         inlet = self._inlet
+        self._envelope = None
         if inlet is None or inlet.sfreq <= 0:
             self._x, self._y = np.empty(0), np.empty((0, 0))
-            return
-        n = max(round(self.window.value() * inlet.sfreq), 1)
-        self._factor = 1 if n <= self._points else -(-n // (self._points // 2))
-        if self._factor == 1:
-            self._x = (np.arange(n) - (n - 1)) / inlet.sfreq
         else:
-            bins = n // self._factor
-            # each bin drawn at its newest sample's time, twice (its min and its max)
-            ends = (np.arange(bins) - (bins - 1)) * self._factor / inlet.sfreq
-            self._x = np.repeat(ends, 2)
-        self._y = np.zeros((len(self._names), self._x.size))
+            n = max(round(self.window.value() * inlet.sfreq), 1)
+            factor = 1 if n <= self._points else -(-n // (self._points // 2))
+            if factor == 1:
+                self._x = (np.arange(n) - (n - 1)) / inlet.sfreq
+            else:
+                bins = n // factor
+                self._envelope = EnvelopeCache(bins, len(self._names), factor)
+                # each bin drawn at its newest sample's time, twice (its min and its max)
+                ends = (np.arange(bins) - (bins - 1)) * factor / inlet.sfreq
+                self._x = np.repeat(ends, 2)
+            self._y = np.zeros((len(self._names), self._x.size))
         self.plot.setXRange(-self.window.value(), 0.0, padding=0.0)
+        self._lay_out_traces()
 
     def _points_wanted(self) -> int:
         if self.max_points is not None:
@@ -328,25 +333,23 @@ class EEGView(StreamView):
         if bad == self._bad:
             return
         self._bad = set(bad)
-        for i, (name, curve) in enumerate(zip(self._names, self._curves, strict=True)):
-            curve.setPen(_BAD_PEN if name in bad else self._pen(i))
         self._relayout()
         self.bad_channels_changed.emit(set(bad))
 
     def _relayout(self) -> None:
         """Stack the shown channels top to bottom and label them; fixed y range."""
         self._picks = np.array(self._checked(_SHOW), dtype=int)
-        shown = set(self._picks.tolist())
-        for i, curve in enumerate(self._curves):
-            curve.setVisible(i in shown)
         ticks = []
         for row, index in enumerate(self._picks):
-            self._curves[index].setPos(0.0, -row)
             name = self._names[index]
             ticks.append((-row, f"{name} (bad)" if name in self._bad else name))
         self.plot.getAxis("left").setTicks([ticks, []])
         self.plot.setYRange(-max(len(ticks), 1) + 0.5, 0.5, padding=0.0)
+        self._lay_out_traces()
+
+    def _lay_out_traces(self) -> None:
+        self.traces.set_layout(self._x, [self.pen(self._names[i]) for i in self._picks])
 
     @staticmethod
-    def _pen(index: int):
+    def _pen(index: int) -> QPen:
         return pg.mkPen(pg.intColor(index, hues=8, values=1, maxValue=230), width=1)

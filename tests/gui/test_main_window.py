@@ -54,7 +54,7 @@ def test_it_watches_a_sessions_streams_and_draws_them(window, qtbot, unique_name
         outlets.decision(np.array([0.3, 0.7]), now)
         outlets.cue("right", now)
         outlets.event("safety.clamp", now, detail="1.2 mA requested, 1.0 mA allowed")
-        return window.eeg.curves and window.decoder.curves and window.frames > 5
+        return window.eeg.shown_channels and window.decoder.curves and window.frames > 5
 
     qtbot.waitUntil(lambda: bool(publish()), timeout=20_000)
     assert window._attached["eeg"][0].name == names["eeg"]
