@@ -41,8 +41,10 @@ def start_replay(path: str | Path, window) -> subprocess.Popen:
 
 
 def run_gui(protocol: str | None = None, autostart: bool = False, screenshot: str | None = None,
-            after_s: float = 30.0, replay: str | None = None) -> int:  # fmt: skip
-    """Open the console; returns the application's exit code."""
+            after_s: float = 30.0, replay: str | None = None,
+            overrides: list[str] = ()) -> int:  # fmt: skip
+    """Open the console; returns the application's exit code. ``overrides`` (``--set``) apply
+    to the protocol as ``bci run`` applies them."""
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -50,7 +52,10 @@ def run_gui(protocol: str | None = None, autostart: bool = False, screenshot: st
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     yield_cpu_to_the_engine()
-    window = MainWindow(protocol)
+    window = MainWindow()
+    window.session.overrides = list(overrides)
+    if protocol:
+        window.session.load(protocol)
     window.resize(1800, 1100)
     window.show()
     player = None

@@ -14,7 +14,7 @@ from PySide6 import QtCore, QtWidgets
 from bci.acquire import Inlet
 from bci.streams import CUE_REST, DECODER_TIME_CHANNEL
 from gui.feeds import MarkerHistory
-from gui.views.eeg import StreamView
+from gui.views.eeg import StreamView, status_label, ticks_outside
 
 CLASS_COLOURS = ("#4fc3f7", "#ff8a65", "#aed581", "#ba68c8", "#fff176", "#f06292")
 """Curve colours by class index; a cue shares its class's colour."""
@@ -196,8 +196,9 @@ class DecoderView(StreamView):
         self._x = np.zeros(capacity)
         self._confidence = np.zeros(capacity)
 
-        self.status = QtWidgets.QLabel()
+        self.status = status_label()
         self.plot = pg.PlotWidget()
+        ticks_outside(self.plot)
         self._content = QtWidgets.QWidget()
         inner = QtWidgets.QVBoxLayout(self._content)
         inner.setContentsMargins(0, 0, 0, 0)
@@ -228,6 +229,7 @@ class DecoderView(StreamView):
         for i, name in enumerate(self.classes):
             colour = CLASS_COLOURS[i % len(CLASS_COLOURS)]
             curve = pg.PlotCurveItem(pen=pg.mkPen(colour, width=2), name=f"p({name})")
+            curve.setSegmentedLineMode("off")  # one polyline: segments cost 4x at 3000 points
             item.addItem(curve)
             self.curves[name] = curve
         dash = QtCore.Qt.PenStyle.DashLine

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QHBoxLayout,
     QLabel,
+    QSizePolicy,
     QSplitter,
     QStackedWidget,
     QTreeWidget,
@@ -66,12 +67,29 @@ def fixed_plot(bottom: str, left: str, title: str) -> pg.PlotWidget:
     item.hideButtons()
     item.setMenuEnabled(False)
     item.setMouseEnabled(x=False, y=False)  # a drag would fight the fixed ranges every frame
+    ticks_outside(plot)
     return plot
+
+
+def ticks_outside(*plots) -> None:
+    """Point the left and bottom ticks of each plot (PlotWidget or PlotItem) away from the
+    data: inward ticks overlap the data area, so every frame would repaint the axes too."""
+    for plot in plots:
+        for name in ("left", "bottom"):
+            plot.getAxis(name).setStyle(tickLength=5)
 
 
 def is_eeg(name: str, kind: str | None) -> bool:
     """Whether a channel is EEG: not the sample index, and typed EEG (or untyped)."""
     return name != SAMPLE_INDEX_CHANNEL and (kind or "EEG").upper() == "EEG"
+
+
+def status_label() -> QLabel:
+    """A label whose text may change every frame without moving anything: its width is what
+    the layout gives it, so a longer number never re-lays out (and repaints) the plots."""
+    label = QLabel()
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+    return label
 
 
 class StreamView(QWidget):
@@ -158,7 +176,7 @@ class EEGView(StreamView):
         self.plot = fixed_plot("Time relative to the newest sample (s)", "Channel", "EEG (µV)")
         self.traces = TraceStack()
         self.plot.addItem(self.traces)
-        self.status = QLabel()
+        self.status = status_label()
 
         controls = QHBoxLayout()
         for widget in (QLabel("Gain"), self.gain, QLabel("Window"), self.window,

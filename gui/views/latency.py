@@ -11,7 +11,7 @@ from PySide6 import QtCore, QtWidgets
 from bci.acquire import Inlet
 from bci.streams import LATENCY_CHANNELS
 from gui.views.decoder import RowHistory
-from gui.views.eeg import StreamView
+from gui.views.eeg import StreamView, status_label, ticks_outside
 
 _RANGE_STEPS_MS = (10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0)
 """Upper ends the latency axis steps through; it only grows, so the bins do not jump about."""
@@ -54,7 +54,7 @@ class LatencyView(StreamView):
         self._computed_written = -1
 
         self.labels = {key: QtWidgets.QLabel() for key in ("p50", "p99", "max")}
-        self.status = QtWidgets.QLabel()
+        self.status = status_label()
         header = QtWidgets.QHBoxLayout()
         for label in self.labels.values():
             font = label.font()
@@ -64,6 +64,7 @@ class LatencyView(StreamView):
             header.addWidget(label)
         header.addWidget(self.status, stretch=1)
         self.plot = pg.PlotWidget()
+        ticks_outside(self.plot)
         self._content = QtWidgets.QWidget()
         inner = QtWidgets.QVBoxLayout(self._content)
         inner.setContentsMargins(0, 0, 0, 0)

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 from bci.acquire import Inlet, RingBuffer
 from bci.engine.preprocess import fnirs_pipeline
 from bci.signal import Pipeline
-from gui.views.eeg import StreamView, fixed_plot
+from gui.views.eeg import StreamView, fixed_plot, status_label
 
 WINDOW_RANGE_S = (10.0, 120.0)
 """Allowed time window, s; the view keeps this much converted history."""
@@ -90,7 +90,7 @@ class NirsView(StreamView):
         self.pair_list = QListWidget()
         self.plot = fixed_plot("Time relative to the newest sample (s)", "Source–detector pair",
                                "ΔHbO (red), ΔHbR (blue), µM")  # fmt: skip
-        self.status = QLabel()
+        self.status = status_label()
 
         controls = QHBoxLayout()
         for widget in (QLabel("Window"), self.window, QLabel("Spacing"), self.spacing,

@@ -19,7 +19,7 @@ from scipy.signal import welch
 from scipy.spatial import Delaunay
 
 from bci.acquire import Inlet
-from gui.views.eeg import StreamView, fixed_plot, is_eeg
+from gui.views.eeg import StreamView, fixed_plot, is_eeg, status_label
 
 BANDS_HZ = {"mu": (8.0, 13.0), "beta": (13.0, 30.0)}
 """Bands whose power is shown, Hz, ``low <= f < high``."""
@@ -175,7 +175,7 @@ class SpectrumView(StreamView):
         self.fit_button = QPushButton("Fit range")
         self.fit_button.setToolTip("Set the PSD axis once to the current spectrum")
         self.bands_label = QLabel()
-        self.status = QLabel()
+        self.status = status_label()
         self.psd_plot = fixed_plot("Frequency (Hz)", "PSD (µV²/Hz)", "Power spectrum (Welch, 2 s)")
         self.psd_plot.getAxis("left").setLogMode(False, True)  # curves hold log10(PSD)
         self.psd_plot.setYRange(*_PSD_RANGE_LOG10, padding=0.0)

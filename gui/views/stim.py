@@ -13,7 +13,7 @@ from bci.acquire import Inlet
 from bci.safety.ceilings import HARD_CEILINGS
 from bci.streams import STIM_CHANNELS, STIM_ORIGINS
 from gui.views.decoder import RowHistory
-from gui.views.eeg import StreamView
+from gui.views.eeg import StreamView, status_label, ticks_outside
 
 _AMPLITUDE = STIM_CHANNELS.index("amplitude")
 _FREQUENCY = STIM_CHANNELS.index("frequency_hz")
@@ -65,7 +65,7 @@ class StimView(StreamView):
         font.setPointSize(28)
         font.setBold(True)
         self.amplitude_label.setFont(font)
-        self.status = QtWidgets.QLabel()
+        self.status = status_label()
         self.plots = pg.GraphicsLayoutWidget()
         header = QtWidgets.QHBoxLayout()
         header.addWidget(self.amplitude_label)
@@ -83,6 +83,7 @@ class StimView(StreamView):
     def _build_plots(self) -> None:
         self.amplitude_plot = self.plots.addPlot(row=0, col=0)
         self.frequency_plot = self.plots.addPlot(row=1, col=0)
+        ticks_outside(self.amplitude_plot, self.frequency_plot)
         self.frequency_plot.setXLink(self.amplitude_plot)
         for plot in (self.amplitude_plot, self.frequency_plot):
             # fixed ranges: autoscaling every frame costs more than the drawing itself
@@ -104,6 +105,8 @@ class StimView(StreamView):
             self.amplitude_plot.setLabel("bottom", "time", units="s")
         self.amplitude_curve = pg.PlotCurveItem(pen=pg.mkPen("#4fc3f7", width=2))
         self.frequency_curve = pg.PlotCurveItem(pen=pg.mkPen("#aed581", width=2))
+        for curve in (self.amplitude_curve, self.frequency_curve):
+            curve.setSegmentedLineMode("off")  # one polyline: segments cost 4x
         self.pulse_markers = pg.ScatterPlotItem(
             symbol="t1", size=12, pen=pg.mkPen(None), brush=pg.mkBrush("#fff176")
         )
@@ -113,7 +116,7 @@ class StimView(StreamView):
         red = pg.mkPen("#ef5350", width=2, style=QtCore.Qt.PenStyle.DashLine)
         self.limit_line = pg.InfiniteLine(
             0.0, angle=0, movable=False, pen=red, label="limit",
-            labelOpts={"position": 0.05, "color": "#ef5350", "anchors": [(0, 1), (0, 1)]},
+            labelOpts={"position": 0.05, "color": "#ef5350", "anchors": [(0, 0), (0, 0)]},
         )  # fmt: skip
         self.amplitude_plot.addItem(self.limit_line)
         # tDCS is signed (polarity): the limit binds on both sides of zero

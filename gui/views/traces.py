@@ -33,12 +33,13 @@ class TraceStack(pg.GraphicsObject):
         self._points: list[np.ndarray] = []  # (n, 2) views of the polygons' memory
         self._pens: list = []
         self._rect = QRectF()
+        self._x = np.empty(0)
         self._n = 0  # points of the newest frame
 
     def set_layout(self, x: np.ndarray, pens: list) -> None:
         """One row per pen, every row drawn at ``x``; forgets what was drawn."""
         self.prepareGeometryChange()
-        x = np.asarray(x, dtype=float)
+        x = self._x = np.array(x, dtype=float)
         self._pens = list(pens)
         self._polygons = [pg.functions.create_qpolygonf(x.size) for _ in self._pens]
         self._points = [pg.functions.ndarray_from_qpolygonf(p) for p in self._polygons]
@@ -62,14 +63,16 @@ class TraceStack(pg.GraphicsObject):
         size = self._points[0].shape[0] if self._points else 0
         if n > size:
             raise ValueError(f"y has {n} points, the layout {size}")
-        start = size - n
+        start, moved = size - n, n != self._n
         for row, points in enumerate(self._points):
             column = points[:, 1]
             np.clip(y[row], -CLIP_LANES, CLIP_LANES, out=column[start:])
             column[start:] -= row
             if start:
                 column[:start] = column[start]
-                points[:start, 0] = points[start, 0]
+            if moved:  # the padding follows the oldest point drawn
+                points[:, 0] = self._x
+                points[:start, 0] = self._x[start]
         self._n = n
         self.update()
 

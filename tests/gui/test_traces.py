@@ -34,6 +34,8 @@ def test_trace_stack_stacks_clips_and_pads_a_short_frame(qtbot):
     np.testing.assert_array_equal(drawn[:, 1], [0.0, 0.0, 0.0, 1.0, 2.0, -4.0])  # lane -1
     np.testing.assert_array_equal(drawn[:3, 0], [x[2]] * 3)  # padding draws nothing to the left
     plot.grab()  # paints
+    stack.set_rows(np.zeros((2, 6)))  # a longer frame: the padded x are x again
+    np.testing.assert_array_equal(stack.row(1)[0], x)
     with pytest.raises(ValueError, match="3 rows"):
         stack.set_rows(np.zeros((3, 4)))
     with pytest.raises(ValueError, match="7 points"):
