@@ -142,6 +142,25 @@ def cmd_gui(args) -> int:
                    args.overrides)  # fmt: skip
 
 
+def cmd_bench_throughput(args) -> int:
+    from bci.bench.throughput import run_throughput_bench
+
+    result = run_throughput_bench(Path(args.json), step_s=args.step_seconds,
+                                  hold_minutes=args.hold_minutes)  # fmt: skip
+    best, hold = result["largest_sustained"], result["hold"]
+    if best is None:
+        print("not sustained even at the first step: see the JSON for drops, trips and latency")
+    else:
+        print(f"largest sustained: {best['channels']} ch · {best['srate']:g} Hz")
+    if hold is not None:
+        mem = hold["memory_mb"]
+        print(f"held {args.hold_minutes:g} min: sustained={hold['sustained']}, "
+              f"{hold['dropped']} dropped, memory {mem['growth']:+.1f} MB "
+              f"({mem['per_hour']:+.1f} MB/h)")  # fmt: skip
+    print(f"→ {args.json} and {Path(args.json).with_suffix('.png')}")
+    return 0
+
+
 def cmd_bench_gui(args) -> int:
     from gui.bench import run_gui_bench
 
@@ -283,7 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--prefix", default="NeuroLoop", help="stream-name prefix (default %(default)s)"
     )
     sim.add_argument("--seed", type=int, default=0, help="which subject of the population")
-    sim.add_argument("--channels", type=int, default=32, help="EEG channels (8, 16, 32, 64)")
+    sim.add_argument(
+        "--channels", type=int, default=32, help="EEG channels (8, 16, 32, 64, 128, 256)"
+    )
     sim.add_argument("--srate", type=float, default=500.0, help="EEG rate, Hz (250-2000)")
     sim.add_argument("--line-freq", type=float, default=50.0, help="mains frequency, Hz")
     sim.add_argument("--bad-channel", help="make this channel bad (e.g. T7)")
@@ -338,6 +359,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     add_stim_parsers(sub, bench_sub)
     add_replay_parsers(sub, bench_sub, _add_set)
+
+    thr = bench_sub.add_parser(
+        "throughput", help="largest channels x rate sustained without a drop; memory (JSON + PNG)",
+        description="Climbs 64 ch · 1 kHz → 128 · 1 k → 128 · 2 k → 256 · 1 k → 256 · 2 k, each "
+        "a session with decoding every 10 ms, until a step drops a sample, trips the watchdog "
+        "or falls behind; then holds the largest sustained step and samples the engine's memory.",
+    )  # fmt: skip
+    thr.add_argument("--json", required=True, help="result file (a PNG is written beside it)")
+    thr.add_argument("--step-seconds", type=float, default=60.0,
+                     help="closed-loop seconds of each ladder step (default 60)")  # fmt: skip
+    thr.add_argument(
+        "--hold-minutes",
+        type=float,
+        default=10.0,
+        help="minutes the largest sustained step is held (default 10; 0 skips)",
+    )
+    thr.set_defaults(func=cmd_bench_throughput)
 
     bgui = bench_sub.add_parser(
         "gui", help="console frame rate and engine latency with and without it (JSON + PNG)",

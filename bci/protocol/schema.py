@@ -39,7 +39,7 @@ class SourceSection(_Strict):
     """``virtual`` spawns the virtual subject; ``lsl`` resolves streams already on the network."""
     seed: int = 0
     """Virtual subject: which member of the simulated population."""
-    eeg_channels: Literal[8, 16, 32, 64] = 32
+    eeg_channels: Literal[8, 16, 32, 64, 128, 256] = 32
     """Virtual subject: EEG montage size (10-20/10-10 names)."""
     eeg_srate: Annotated[float, Field(ge=250, le=2000)] = 500.0
     """Virtual subject: EEG sampling rate, Hz."""

@@ -1,0 +1,168 @@
+"""``bci bench throughput``: the largest channels × rate the engine sustains with decoding and not
+one dropped sample, then that configuration held for minutes while the engine's memory is
+sampled.
+
+Each step is a session of the latency benchmark's protocol (virtual subject in 10 ms chunks, a
+short calibration, the tangent-space decoder deciding every 10 ms) at one channels × rate. A step
+is *sustained* when the engine's inlet saw every sample (no gap, no dropped sample, the count
+matching the stream's span), no watchdog tripped and decisions kept up (latency p99 under
+:data:`KEEPS_UP_MS`: an engine that falls behind has a backlog that grows without bound).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pylsl
+from tqdm import tqdm
+
+from bci.bench import machine_info
+
+LADDER = ((64, 1000.0), (128, 1000.0), (128, 2000.0), (256, 1000.0), (256, 2000.0))
+"""Channels × rate, in order of load; the ladder stops at the first step not sustained."""
+KEEPS_UP_MS = 100.0
+"""Latency p99 above this means decisions fall behind the stream."""
+CHUNK_S = 0.01
+"""The virtual amplifier's push interval."""
+CALIBRATION_TRIALS = 8
+"""Calibration trials before each step's closed loop (the decoder needs a fit)."""
+WARMUP_S = 60.0
+"""Memory growth is counted from this far into the held closed loop (buffers are full)."""
+
+
+def run_throughput_bench(json_path: Path, step_s: float = 60.0, hold_minutes: float = 10.0,
+                         ladder=LADDER) -> dict:  # fmt: skip
+    """Climb ``ladder`` (``step_s`` of closed loop each), then hold the largest sustained step
+    for ``hold_minutes``; writes ``json_path`` and a PNG beside it."""
+    json_path = Path(json_path)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    steps = []
+    for channels, srate in tqdm(ladder, desc="ladder", unit="step"):
+        step = _step(channels, srate, step_s)
+        steps.append(step)
+        if not step["sustained"]:
+            break
+    passed = [s for s in steps if s["sustained"]]
+    hold = None
+    if passed and hold_minutes > 0:
+        best = passed[-1]
+        hold = _step(best["channels"], best["srate"], hold_minutes * 60.0, sample_memory=True)
+    largest = {"channels": passed[-1]["channels"], "srate": passed[-1]["srate"]} if passed else None
+    config = {"step_s": step_s, "hold_minutes": hold_minutes, "source_chunk_s": CHUNK_S,
+              "decoder": "riemann, decision every 10 ms", "keeps_up_ms": KEEPS_UP_MS}  # fmt: skip
+    result = {
+        "largest_sustained": largest,
+        "hold": hold,
+        "steps": steps,
+        "config": config,
+        "machine": machine_info(),
+        "date": datetime.now().isoformat(timespec="seconds"),
+    }
+    json_path.write_text(json.dumps(result, indent=2))
+    _plot(result, json_path.with_suffix(".png"))
+    return result
+
+
+def _step(channels: int, srate: float, seconds: float, sample_memory: bool = False) -> dict:
+    """One session at ``channels`` × ``srate`` with ``seconds`` of closed loop."""
+    from bci.bench.latency import bench_overrides
+    from bci.engine.session import run_session
+    from bci.protocol import load_protocol
+
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    overrides = bench_overrides(prefix, seconds, channels, srate, CHUNK_S, CALIBRATION_TRIALS)
+    protocol, text = load_protocol("demo", [*overrides, "control.address=tcp://127.0.0.1:0"])
+    memory: list[tuple[float, float]] = []
+    done = threading.Event()
+    process = psutil.Process()
+
+    def sample(engine) -> None:  # RSS once a second, from the first closed-loop decision on
+        while not engine.record.latency_times:
+            if done.wait(0.1):
+                return
+        start = engine.record.latency_times[0]
+        while not done.wait(1.0):
+            memory.append((pylsl.local_clock() - start, process.memory_info().rss / 2**20))
+
+    def on_engine(engine) -> None:
+        if sample_memory:
+            threading.Thread(target=sample, args=(engine,), daemon=True).start()
+
+    process.cpu_percent()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            summary, record = run_session(protocol, "bench-throughput", text, Path(tmp),
+                                          progress=False, on_engine=on_engine)  # fmt: skip
+    finally:
+        done.set()
+    eeg = summary["streams"][f"{prefix}-EEG"]
+    trips = [e for e in record.events if e["kind"] == "watchdog" and e.get("action") == "trip"]
+    latency = summary["latency_ms"]
+    step = {
+        "channels": channels,
+        "srate": srate,
+        "closed_loop_s": seconds,
+        "samples": eeg["samples"],
+        "dropped": eeg["dropped"],
+        "gaps": eeg["gaps"],
+        "srate_measured": eeg["srate_measured"],
+        "watchdog_trips": len(trips),
+        "latency_ms": {key: latency[key] for key in ("p50", "p99", "max", "n")},
+        "cpu_percent": process.cpu_percent(),
+    }
+    step["sustained"] = bool(
+        step["dropped"] == 0 and step["gaps"] == 0 and not trips
+        and latency["n"] > 0 and latency["p99"] < KEEPS_UP_MS
+    )  # fmt: skip
+    if sample_memory:
+        step["memory_mb"] = _growth(memory)
+    return step
+
+
+def _growth(memory: list[tuple[float, float]]) -> dict:
+    """RSS growth from :data:`WARMUP_S` into the closed loop to its end, and the samples."""
+    after = [(t, rss) for t, rss in memory if t >= WARMUP_S]
+    if len(after) < 2:
+        return {"growth": float("nan"), "per_hour": float("nan"), "samples": memory}
+    (t0, first), (t1, last) = after[0], after[-1]
+    slope = np.polyfit([t for t, _ in after], [rss for _, rss in after], 1)[0]
+    return {"start": first, "end": last, "growth": last - first,
+            "per_hour": float(slope * 3600), "over_s": t1 - t0, "samples": memory}  # fmt: skip
+
+
+def _plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_steps, ax_mem) = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
+    steps = result["steps"]
+    labels = [f"{s['channels']} ch\n{s['srate'] / 1000:g} kHz" for s in steps]
+    colours = ["tab:green" if s["sustained"] else "tab:red" for s in steps]
+    ax_steps.bar(labels, [s["latency_ms"]["p99"] for s in steps], color=colours)
+    for i, s in enumerate(steps):
+        text = f"{s['dropped']} dropped\n{s['watchdog_trips']} trips"
+        ax_steps.annotate(text, (i, s["latency_ms"]["p99"]), ha="center", va="bottom", fontsize=8)
+    ax_steps.set(ylabel="latency p99, ms", yscale="log",
+                 title="Ladder (green: sustained, no sample dropped)")  # fmt: skip
+    hold = result["hold"]
+    if hold and hold.get("memory_mb", {}).get("samples"):
+        t, rss = zip(*hold["memory_mb"]["samples"], strict=True)
+        ax_mem.plot(np.array(t) / 60, rss, color="tab:blue")
+        ax_mem.axvline(WARMUP_S / 60, color="grey", ls="--", label="growth counted from here")
+        ax_mem.legend()
+        ax_mem.set_title(f"Engine memory, {hold['channels']} ch · {hold['srate'] / 1000:g} kHz "
+                         f"held: {hold['memory_mb']['growth']:+.1f} MB")  # fmt: skip
+    else:
+        ax_mem.set_title("no configuration held")
+    ax_mem.set(xlabel="closed-loop minutes", ylabel="RSS, MB")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
