@@ -161,6 +161,24 @@ def cmd_bench_throughput(args) -> int:
     return 0
 
 
+def cmd_bench_all(args) -> int:
+    from bci.bench.report import BENCHMARKS, run_all, write_page
+
+    only = args.only or None
+    if only and (unknown := sorted(set(only) - set(BENCHMARKS))):
+        print(f"error: unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_BAD_INPUT
+    if args.report_only:
+        print(f"→ {write_page(Path(args.out), Path(args.page))}")
+        return 0
+    errors = run_all(Path(args.out), Path(args.page), quick=args.quick, only=only)
+    for name, error in errors.items():
+        print(f"{name} failed: {error} (traceback in {args.out}/{name}.error.txt)")
+    print(f"→ {args.page}, results in {args.out}/")
+    return 1 if errors else 0
+
+
 def cmd_bench_gui(args) -> int:
     from gui.bench import run_gui_bench
 
@@ -376,6 +394,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="minutes the largest sustained step is held (default 10; 0 skips)",
     )
     thr.set_defaults(func=cmd_bench_throughput)
+
+    ball = bench_sub.add_parser(
+        "all", help="every benchmark, then docs/benchmarks.md with figures and plots",
+        description="Runs latency, throughput, decoders, stim, replay and gui one after the "
+        "other (about 45 min; --quick about 15), each writing OUT/NAME.json and a PNG, then "
+        "writes the page with the figures, the machine, the date and the plots. A benchmark "
+        "that fails is reported on the page and the others still run.",
+    )  # fmt: skip
+    ball.add_argument("--out", default="bench", help="folder of the results (default bench)")
+    ball.add_argument("--page", default="docs/benchmarks.md", help="the page to write")
+    ball.add_argument("--quick", action="store_true", help="shorter runs of every benchmark")
+    ball.add_argument("--only", nargs="+", metavar="NAME", help="run only these benchmarks")
+    ball.add_argument("--report-only", action="store_true",
+                      help="rewrite the page from the results in --out; run nothing")  # fmt: skip
+    ball.set_defaults(func=cmd_bench_all)
 
     bgui = bench_sub.add_parser(
         "gui", help="console frame rate and engine latency with and without it (JSON + PNG)",
