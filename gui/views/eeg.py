@@ -132,7 +132,8 @@ class EEGView(StreamView):
     -----
     Traces are in µV (the LSL convention for EEG), divided by the gain, so channel ``j`` of the
     shown ones sits at y = -j. With "remove offset" (default on) each trace has its window mean
-    subtracted, so amplifiers with a DC offset stay in their lane.
+    subtracted (for an envelope, the mean of its bins' midpoints), so amplifiers with a DC offset
+    stay in their lane. Traces are clipped ``CLIP_LANES`` lanes from their baseline.
     """
 
     bad_channels_changed = Signal(object)
