@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint models clean
+.PHONY: demo test faults lint models clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,7 +22,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q --ignore=tests/faults
+
+# Fault injection, end to end (a killed source, NaN bursts, clock jumps, an unplugged stimulator,
+# a failing decoder, a killed console or recorder, a full disk): ~4 minutes, so not in `test`.
+faults: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q tests/faults
 
 # Rebuild the demo's pretrained EEGNet (committed, 16 kB): 40 virtual subjects, ~3 minutes.
 models: $(STAMP)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +33,9 @@ _GRACE_S = 1.0
 (it writes what it pulled about every 0.5 s)."""
 _WATCH_EVERY_S = 2.0
 """How often a recorder looks for late streams, s."""
+_MIN_FREE_BYTES = 64 * 1024
+"""Below this free space on the file's disk the recording is as good as stopped, bytes
+(LabRecorder writes every ~0.5 s, ~100 kB at 64 channels × 1 kHz)."""
 
 
 def labrecorder_cli() -> Path:
@@ -233,6 +237,23 @@ class Recorder:
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             _kill_group(process)
+
+    def problem(self) -> str | None:
+        """What stops the recording while it should run, for the session to report: LabRecorder
+        gone by itself, or no room left on the file's disk. None while all is well (and after
+        :meth:`stop`)."""
+        process = self._process
+        if process is None:
+            return None
+        if process.poll() is not None:
+            return (f"LabRecorder ended by itself (exit code {process.returncode}) while "
+                    f"recording {self.path}: nothing from now on is recorded; what it wrote "
+                    "so far loads")  # fmt: skip
+        free = shutil.disk_usage(self.path.parent).free
+        if free < _MIN_FREE_BYTES:
+            return (f"the disk holding {self.path} is full ({free:,} bytes free): nothing more "
+                    "is recorded; free space on it, or stop the session")  # fmt: skip
+        return None
 
     @property
     def size_bytes(self) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +28,7 @@ from bci.engine.fitting import (
     session_info,
 )
 from bci.engine.outlets import SessionOutlets
-from bci.engine.preprocess import eeg_pipeline, fnirs_pipeline
+from bci.engine.preprocess import channels_read, eeg_pipeline, fnirs_pipeline
 from bci.engine.stimulation import NONFINITE, StimulationPath, governor_step_s
 from bci.engine.timeline import PlannedBlock, seconds_until_fit
 from bci.protocol import Protocol
@@ -35,7 +36,9 @@ from bci.safety.governor import Governor
 from devices.stimulators import Stimulator, StimulatorError
 
 _PULL_TIMEOUT_S = 0.002  # short enough to notice a stall and keep cue timing within ms
-_WATCHDOG_REASONS = ("input stall", "decoder silent", NONFINITE)
+_MONITOR_EVERY_S = 0.5
+NONFINITE_INPUT = "non-finite input"
+_WATCHDOG_REASONS = ("input stall", "decoder silent", NONFINITE, NONFINITE_INPUT)
 
 
 @dataclass
@@ -92,6 +95,9 @@ class Engine:
         self.outlets, self.stimulator = outlets, stimulator
         pre = protocol.preprocessing
         self.pipeline = eeg_pipeline(pre, eeg.ch_names, eeg.sfreq, eeg.ch_types)
+        read = channels_read(pre, eeg.ch_names, eeg.ch_types)
+        self._read_columns = slice(None) if len(read) == eeg.n_channels else read
+        """The stream's columns the pipeline reads (checked for NaN and inf)."""
         self.n_window = round(pre.window_s * eeg.sfreq)
         """Decoder window, samples."""
         self.processed = RingBuffer(int(seconds_until_fit(protocol) * eeg.sfreq), len(pre.picks))
@@ -119,6 +125,12 @@ class Engine:
         """``keep_model(decoder) -> dict | None``: run on the fit's worker thread once the
         session's decoder is fitted (the session saves it); what it returns is published in
         the session-info stream as the ``model`` record."""
+        self.monitors: dict[str, Callable[[], str | None]] = {}
+        """``name → check()``: a process the session needs beside the loop (the recorder);
+        ``check()`` says what broke, or None. Asked every ``_MONITOR_EVERY_S``; a problem is
+        published once as a ``monitor`` event (the loop itself goes on)."""
+        self.monitor_problems: dict[str, str] = {}
+        """What each monitor reported."""
         self.stim = StimulationPath(protocol, stimulator, outlets, self.record.commands,
                                     self._event, max_step_s=governor_step_s(pre.hop_s),
                                     sfreq=eeg.sfreq, pipeline=self.pipeline)  # fmt: skip
@@ -133,6 +145,10 @@ class Engine:
         self._last_decision = np.nan
         self._next_decision_time = -np.inf
         self._samples_since_gap = 0
+        self._newest_read = -np.inf
+        """Timestamp of the newest sample the filters read, s."""
+        self._nonfinite: tuple[float, int] | None = None
+        """(newest finite sample before it, samples dropped) of a NaN/inf burst under way."""
         self._n_nirs = 0
         """fNIRS window of the decoder, samples (0: it reads none)."""
         self._nirs_index = np.arange(0)
@@ -158,8 +174,15 @@ class Engine:
     # data ----------------------------------------------------------------------------------
     def _on_eeg(self, data: np.ndarray, times: np.ndarray, pulled_at: float) -> None:
         t0 = time.perf_counter_ns()
+        if times[0] < self._newest_read - 0.5 / self.eeg.sfreq:
+            # the source's clock went back: decide on its new clock from now on (waiting for it
+            # to catch up with the old one would leave the loop blind as long as it jumped)
+            self._next_decision_time = -np.inf
+            self._event("clock_jump", pulled_at, stream=self.eeg.name,
+                        seconds=round(float(times[0] - self._newest_read), 6))  # fmt: skip
         out, out_times = self.pipeline(data, times)
         self.processed.write(out, out_times)
+        self._newest_read = float(times[-1])
         self._samples_since_gap += len(out_times)
         newest = float(out_times[-1])
         # one decision per hop, on the window ending at the newest sample: deciding on the
@@ -236,6 +259,41 @@ class Engine:
             # windows must not straddle the gap, and filters restart from the new data
             self.pipeline.reset()
             self._samples_since_gap = 0
+
+    def _finite_parts(self, data: np.ndarray, times: np.ndarray, now: float) -> list:
+        """The chunk's samples the filters may read: a NaN or inf would poison their state for
+        the rest of the session. A burst of them trips the watchdog at once; the samples from
+        the first finite one after it restart the filters, as after a gap (a ``gap`` event, so
+        offline replay restarts there too), and the trip lifts at the next finite decision."""
+        finite = np.isfinite(data[:, self._read_columns]).all(axis=1)
+        if self._nonfinite is None and finite.all():  # the common case
+            return [(data, times)]
+        bad = np.flatnonzero(~finite)
+        parts = []
+        if self._nonfinite is None:  # a burst starts in this chunk
+            first = int(bad[0])
+            if first:
+                parts.append((data[:first], times[:first]))
+            before = float(times[first - 1] if first else self._newest_read)
+            before = before if np.isfinite(before) else float(times[first])
+            self._nonfinite = (before, 0)
+            self.stim.nonfinite_at = now  # the trip lifts only after a finite decision
+            self.stim.watchdog_trip(NONFINITE_INPUT, now)
+        else:
+            first = 0
+        tail = int(bad[-1]) + 1 if len(bad) else 0
+        before, dropped = self._nonfinite
+        self._nonfinite = (before, dropped + tail - first)
+        if tail < len(times):  # the burst is over: finite samples follow
+            stop = float(times[tail])
+            self.stim.gap(now, stream=self.eeg.name, start=before, stop=stop,
+                          duration_s=stop - before, missing=dropped + tail - first,
+                          reason=NONFINITE_INPUT)  # fmt: skip
+            self._nonfinite = None
+            self.pipeline.reset()
+            self._samples_since_gap = 0
+            parts.append((data[tail:], times[tail:]))
+        return parts
 
     def _watch_input(self, now: float, arrived: bool) -> None:
         if arrived and self.stalled:
@@ -345,7 +403,7 @@ class Engine:
         if self.control_address:
             self._event("control", start, address=self.control_address)
         self.stim.write(0.0, self.eeg.newest_time, origin="start", decided_at=start)
-        next_nirs = start
+        next_nirs = next_check = start
         paused_at = None
         # one BLAS thread: multi-threaded numpy on a small window costs more in wake-ups than it
         # saves (p99 8-17 ms instead of < 1 ms on 2 shared cores). Set process-wide (OpenBLAS);
@@ -363,9 +421,10 @@ class Engine:
                         self._event("input", now, stream=self.eeg.name,
                                     first_sample=float(times[0]))  # fmt: skip
                     self._on_gaps(now)
-                    self._on_eeg(data, times, now)
-                    if self.stim.trigger is not None:
-                        self._on_phase()
+                    for part, part_times in self._finite_parts(data, times, now):
+                        self._on_eeg(part, part_times, now)
+                        if self.stim.trigger is not None:
+                            self._on_phase()
                 self._watch_decoder(now)
                 newest = self.eeg.newest_time
                 self.stim.serve(self.inbox, now, newest, self._status)
@@ -375,6 +434,9 @@ class Engine:
                 elif self.stim.trigger is not None:
                     self.stim.phase_tick(now, newest, self._decoding and self.block.stimulate)
                 self.stim.poll(now)
+                if now >= next_check:
+                    self._check_monitors(now)
+                    next_check = now + _MONITOR_EVERY_S
                 if self.nirs is not None and now >= next_nirs:
                     self._on_nirs()
                     next_nirs = now + 0.05
@@ -421,6 +483,12 @@ class Engine:
             self.record.pulse_latency_ms = self.stim.pulse_latency_ms
             self._event("end", now)
         return self.record
+
+    def _check_monitors(self, now: float) -> None:
+        for name, check in self.monitors.items():
+            if name not in self.monitor_problems and (problem := check()):
+                self.monitor_problems[name] = problem
+                self._event("monitor", now, process=name, error=problem)
 
     def _resume(self, now: float, paused_s: float) -> None:
         """The operator resumed after ``paused_s``: the block's clock and cues continue from

@@ -55,6 +55,17 @@ def eeg_pipeline(settings: PreprocessingSection, ch_names, sfreq: float,
     return Pipeline(stages)
 
 
+def channels_read(settings: PreprocessingSection, ch_names, ch_types=None) -> list[int]:
+    """Columns of the stream that :func:`eeg_pipeline` reads: the picks, and with CAR every EEG
+    channel (a NaN in an accelerometer or the sample index never reaches the decoder)."""
+    types = ch_types or ("EEG",) * len(ch_names)
+    return [
+        i for i, (name, kind) in enumerate(zip(ch_names, types, strict=True))
+        if name in settings.picks or (settings.car and name != SAMPLE_INDEX_CHANNEL
+                                      and (kind or "EEG").upper() == "EEG")
+    ]  # fmt: skip
+
+
 def fnirs_pipeline(ch_names, distance_cm: float = 3.0) -> Pipeline:
     """Raw intensity → optical density → HbO/HbR by the modified Beer–Lambert law."""
     return Pipeline(

@@ -199,6 +199,9 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
         # built before recording starts, so a stream the protocol cannot use is refused first
         inbox = inbox or ControlInbox()
         engine = Engine(protocol, eeg, outlets, stimulator, nirs, inbox)
+        source_watch = SourceWatch(engine, eeg)
+        stack.callback(source_watch.stop)
+        engine.monitors["source"] = lambda: _loudly(source_watch.problem)
         if protocol.control.enabled:
             server = ControlServer(inbox, protocol.control.address)
             engine.control_address = server.start()
@@ -220,6 +223,7 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
             recorder.start()
             outlets.wait_for_consumers()
             recorder.watch(_late_streams(protocol), _announce_late_streams if progress else None)
+            engine.monitors["recorder"] = lambda: _loudly(recorder.problem())
             if progress:
                 print(f"recording {len(recorder.stream_names)} streams to {recorder.path}",
                       flush=True)  # fmt: skip
@@ -248,6 +252,8 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
                 _write_fit_report(engine, out_dir)
         stack.close()  # stop the recorder and the subject before reading the file
         recording = _recording_info(recorder, recorder_errors) if recorder else None
+        if "recorder" in engine.monitor_problems:  # what broke it mid-session
+            recording["problem"] = engine.monitor_problems["recorder"]
         summary = build_summary(
             protocol, protocol_name, record, eeg, nirs, outlets, engine.governor.state, recording
         )
@@ -267,6 +273,71 @@ def _stop_stimulator(stimulator) -> str | None:
         print(f"WARNING: the stimulator did not confirm it stopped: {err}", file=sys.stderr)
         return str(err)
     return None
+
+
+def _loudly(problem: str | None) -> str | None:
+    """A monitor's problem, said on the terminal too (the engine asks until one comes, then
+    never again)."""
+    if problem:
+        print(f"\nWARNING: {problem}", file=sys.stderr, flush=True)
+    return problem
+
+
+class SourceWatch:
+    """While the EEG input stalls, looks for its stream on the network, on a thread of its own
+    (a resolve takes up to a second). liblsl never reconnects an inlet to a source that comes
+    back under the same name and source id with another channel count, rate or format, so
+    without this the stall would never say why it lasts.
+
+    Parameters
+    ----------
+    engine : Engine
+        Read for ``stalled`` only.
+    inlet : Inlet
+        The session's EEG inlet (its layout is what the session reads).
+    every_s : float
+        How often to look while stalled, s.
+    """
+
+    def __init__(self, engine: Engine, inlet: Inlet, every_s: float = 1.0) -> None:
+        self.problem: str | None = None
+        """What came back instead of the session's stream, and what to do; None until then."""
+        self._engine, self._inlet, self._every_s = engine, inlet, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="source-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import pylsl
+
+        info = self._inlet.info
+        wanted = (info.channel_count(), info.nominal_srate(), info.channel_format())
+        while self.problem is None and not self._stop.wait(self._every_s):
+            if not self._engine.stalled:
+                continue
+            for found in pylsl.resolve_byprop("name", info.name(), 0, min(self._every_s, 0.5)):
+                layout = (found.channel_count(), found.nominal_srate(), found.channel_format())
+                if found.source_id() == info.source_id() and layout != wanted:
+                    self.problem = (
+                        f"{info.name()} is back with {_layout(layout)} instead of "
+                        f"{_layout(wanted)}: this session cannot read it, and stimulation "
+                        "holds at zero. Stop the session and start a new one on the new stream."
+                    )  # fmt: skip
+
+    def stop(self) -> None:
+        """Stop looking (idempotent)."""
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+
+_FORMATS = {1: "float32", 2: "double64", 3: "string", 4: "int32", 5: "int16", 6: "int8",
+            7: "int64"}  # fmt: skip
+"""LSL channel formats by their liblsl number."""
+
+
+def _layout(layout: tuple[int, float, int]) -> str:
+    channels, rate, fmt = layout
+    return f"{channels} channels at {rate:g} Hz ({_FORMATS.get(fmt, fmt)})"
 
 
 def _announce_late_streams(names: list[str], path: Path) -> None:
