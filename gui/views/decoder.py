@@ -199,14 +199,14 @@ class DecoderView(StreamView):
         self.status = status_label()
         self.plot = pg.PlotWidget()
         ticks_outside(self.plot)
-        self._content = QtWidgets.QWidget()
-        inner = QtWidgets.QVBoxLayout(self._content)
+        content = QtWidgets.QWidget()
+        inner = QtWidgets.QVBoxLayout(content)
         inner.setContentsMargins(0, 0, 0, 0)
         inner.addWidget(self.status)
         inner.addWidget(self.plot, stretch=1)
-        self._set_content(self._content, "the decoder stream")
+        self._set_content(content, "the decoder stream")
         self._build_plot()
-        self._show_waiting()
+        self._show(False)
 
     def _build_plot(self) -> None:
         item = self.plot.getPlotItem()
@@ -288,13 +288,9 @@ class DecoderView(StreamView):
                 self.history = RowHistory(self.history.capacity, decoder.n_channels)
         self.decoder, self.cues = decoder, cues
         self.history.follow(decoder)
-        if decoder is None:
-            self._show_waiting()
-        else:
-            self._stack.setCurrentWidget(self._content)
+        self._show(decoder is not None)
 
-    def _show_waiting(self) -> None:
-        self._stack.setCurrentWidget(self.waiting_label)
+    def _clear(self) -> None:
         self.status.setText("")
         for curve in (*self.curves.values(), self.confidence_curve, *self.cue_curves.values()):
             curve.setData([], [])

@@ -106,6 +106,18 @@ class StreamView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self._stack)
 
+    def _show(self, shown: bool) -> None:
+        """The content when a stream is ``shown``; else the waiting text, and the content
+        forgets what it showed (:meth:`_clear`)."""
+        if shown:
+            self._stack.setCurrentWidget(self._stack.widget(1))
+        else:
+            self._stack.setCurrentWidget(self.waiting_label)
+            self._clear()
+
+    def _clear(self) -> None:
+        """Forget what the content shows (views that keep a history override it)."""
+
     @property
     def waiting(self) -> bool:
         """Whether the view shows its waiting (or error) text instead of its content."""
@@ -228,10 +240,9 @@ class EEGView(StreamView):
         Re-attaching a stream with the same channels keeps the channel choice and bad channels.
         """
         self._inlet = inlet
+        self._show(inlet is not None)
         if inlet is None:
-            self._stack.setCurrentWidget(self.waiting_label)
             return
-        self._stack.setCurrentWidget(self._stack.widget(1))
         if inlet.ch_names != self._names:
             self._build(inlet.ch_names, inlet.ch_types)
         self._allocate()

@@ -65,14 +65,14 @@ class LatencyView(StreamView):
         header.addWidget(self.status, stretch=1)
         self.plot = pg.PlotWidget()
         ticks_outside(self.plot)
-        self._content = QtWidgets.QWidget()
-        inner = QtWidgets.QVBoxLayout(self._content)
+        content = QtWidgets.QWidget()
+        inner = QtWidgets.QVBoxLayout(content)
         inner.setContentsMargins(0, 0, 0, 0)
         inner.addLayout(header)
         inner.addWidget(self.plot, stretch=1)
-        self._set_content(self._content, "the latency stream")
+        self._set_content(content, "the latency stream")
         self._build_plot()
-        self._show_waiting()
+        self._show(False)
 
     @staticmethod
     def _no_stats() -> dict:
@@ -132,14 +132,10 @@ class LatencyView(StreamView):
             self._computed_at, self._computed_written = -np.inf, -1
         self.latency = latency
         self.history.follow(latency)
-        if latency is None:
-            self._show_waiting()
-        else:
-            self._stack.setCurrentWidget(self._content)
+        self._show(latency is not None)
 
-    def _show_waiting(self) -> None:
+    def _clear(self) -> None:
         self.stats = self._no_stats()
-        self._stack.setCurrentWidget(self.waiting_label)
         self.status.setText("")
         for key, label in self.labels.items():
             label.setText(f"{key} –")

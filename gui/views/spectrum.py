@@ -238,7 +238,7 @@ class SpectrumView(StreamView):
         self._clear()
         if inlet is None:
             self._eeg = []
-            self._stack.setCurrentWidget(self.waiting_label)
+            self._show(False)
             return
         names, types = inlet.ch_names, inlet.ch_types
         self._eeg = [i for i, name in enumerate(names) if is_eeg(name, types[i])]
@@ -249,7 +249,7 @@ class SpectrumView(StreamView):
             self.channel_curves[names[i]] = curve
         nyquist = inlet.sfreq / 2 if inlet.sfreq > 0 else MAX_FREQ_HZ
         self.psd_plot.setXRange(0.0, min(MAX_FREQ_HZ, nyquist), padding=0.0)
-        self._stack.setCurrentWidget(self._stack.widget(1))
+        self._show(True)
 
     def set_bad_channels(self, names) -> None:
         """Leave ``names`` out of the spectrum, band power and map (from the next computation)."""

@@ -70,15 +70,15 @@ class StimView(StreamView):
         header = QtWidgets.QHBoxLayout()
         header.addWidget(self.amplitude_label)
         header.addWidget(self.status, stretch=1)
-        self._content = QtWidgets.QWidget()
-        inner = QtWidgets.QVBoxLayout(self._content)
+        content = QtWidgets.QWidget()
+        inner = QtWidgets.QVBoxLayout(content)
         inner.setContentsMargins(0, 0, 0, 0)
         inner.addLayout(header)
         inner.addWidget(self.plots, stretch=1)
-        self._set_content(self._content, "the stimulation stream")
+        self._set_content(content, "the stimulation stream")
         self._build_plots()
         self.set_limit(max_amplitude)
-        self._show_waiting()
+        self._show(False)
 
     def _build_plots(self) -> None:
         self.amplitude_plot = self.plots.addPlot(row=0, col=0)
@@ -164,13 +164,9 @@ class StimView(StreamView):
                 )
         self.stim = stim
         self.history.follow(stim)
-        if stim is None:
-            self._show_waiting()
-        else:
-            self._stack.setCurrentWidget(self._content)
+        self._show(stim is not None)
 
-    def _show_waiting(self) -> None:
-        self._stack.setCurrentWidget(self.waiting_label)
+    def _clear(self) -> None:
         self.status.setText("")
         self.amplitude_label.setText("–")
         for curve in (self.amplitude_curve, self.frequency_curve, self.pulse_markers):
