@@ -86,8 +86,13 @@ def test_a_recorded_session_replays_to_the_same_outputs_and_commands(session):
     assert {"kind": "note", "text": "participant blinked", "who": "test"} in info
     stim = recording.stream(name=f"{prefix}-Stim").data
     origins = {STIM_ORIGINS[int(o)] for o in stim[:, STIM_CHANNELS.index("origin")]}
-    assert {"start", "decision", "estop", "end"} <= origins
-    events = [json.loads(v)["kind"] for v in recording.stream(name=f"{prefix}-Events").data[:, 0]]
+    assert {"start", "decision", "end"} <= origins
+    # the emergency stop writes a zero exactly when the output was not already at zero
+    records = [json.loads(v) for v in recording.stream(name=f"{prefix}-Events").data[:, 0]]
+    estop_at = next(r["time"] for r in records if r["kind"] == "operator" and r["cmd"] == "estop")
+    before = stim[stim[:, STIM_CHANNELS.index("decided_at")] < estop_at]
+    assert ("estop" in origins) == (before[-1, STIM_CHANNELS.index("amplitude")] != 0.0)
+    events = [r["kind"] for r in records]
     assert events.count("operator") == 4  # estop, rearm, pause, resume
     assert np.all(np.diff(stim[:, STIM_CHANNELS.index("seq")]) > 0)
 
