@@ -6,7 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test faults lint models clean
+TF_VENV := .venv-timeflux
+TF_STAMP := $(TF_VENV)/.installed
+
+.PHONY: demo test faults lint models clean peers
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -24,6 +27,20 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q --ignore=tests/faults
 
+# The peers of `bci bench latency --peers`: MNE-LSL in the project's venv (the `peers` extra), and
+# Timeflux in its own venv, because Timeflux 0.17 imports `pylsl.resolve_stream`, which pylsl 1.17
+# removed (it runs on pylsl 1.16.2 with the main venv's liblsl, see bci/bench/peers/timeflux_peer.py).
+# torch first here too, for the CPU build.
+peers: $(STAMP) $(TF_STAMP)
+	$(BIN)/pip install --quiet -e ".[dev,gui,peers]"
+
+$(TF_STAMP):
+	$(PY) -m venv $(TF_VENV)
+	$(TF_VENV)/bin/pip install --quiet --upgrade pip "setuptools<81" wheel
+	$(TF_VENV)/bin/pip install --quiet torch==2.13.0
+	$(TF_VENV)/bin/pip install --quiet "timeflux==0.17.*" "timeflux-dsp==0.3.*" pylsl==1.16.2
+	touch $(TF_STAMP)
+
 # Fault injection, end to end (a killed source, NaN bursts, clock jumps, an unplugged stimulator,
 # a failing decoder, a killed console or recorder, a full disk): ~4 minutes, so not in `test`.
 faults: $(STAMP)
@@ -38,4 +55,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) sessions .pytest_cache
+	rm -rf $(VENV) $(TF_VENV) sessions .pytest_cache

@@ -146,8 +146,9 @@ def cmd_bench_throughput(args) -> int:
     from bci.bench.throughput import run_throughput_bench
 
     result = run_throughput_bench(Path(args.json), step_s=args.step_seconds,
-                                  hold_minutes=args.hold_minutes)  # fmt: skip
-    best, hold = result["largest_sustained"], result["hold"]
+                                  hold_minutes=args.hold_minutes,
+                                  memory_minutes=args.memory_minutes)  # fmt: skip
+    best, hold, memory = result["largest_sustained"], result["hold"], result["memory_session"]
     if best is None:
         print("not sustained even at the first step: see the JSON for drops, trips and latency")
     else:
@@ -157,6 +158,11 @@ def cmd_bench_throughput(args) -> int:
         print(f"held {args.hold_minutes:g} min: sustained={hold['sustained']}, "
               f"{hold['dropped']} dropped, memory {mem['growth']:+.1f} MB "
               f"({mem['per_hour']:+.1f} MB/h)")  # fmt: skip
+    if memory is not None:
+        print(f"{args.memory_minutes:g}-minute session accelerated {memory['acceleration']}x "
+              f"({memory['latency_ms']['n']} decisions): memory "
+              f"{memory['memory_mb']['growth']:+.1f} MB, scaled to the full session "
+              f"{memory['growth_per_session_mb']:+.1f} MB")  # fmt: skip
     print(f"→ {args.json} and {Path(args.json).with_suffix('.png')}")
     return 0
 
@@ -242,17 +248,20 @@ def cmd_streams(args) -> int:
 
 
 def cmd_bench_latency(args) -> int:
-    from bci.bench.latency import run_latency_bench
+    from bci.bench.latency import peers_missing, run_latency_bench
 
-    result = run_latency_bench(Path(args.json), seconds=args.seconds, channels=args.channels,
-                               srate=args.srate, chunk_s=args.chunk_ms / 1e3,
+    if args.peers and (missing := peers_missing()):
+        print(f"error: --peers: {missing}", file=sys.stderr)
+        return 2
+    result = run_latency_bench(Path(args.json), seconds=args.seconds, peers=args.peers,
                                calibration_trials=args.calibration_trials)  # fmt: skip
-    lat = result["neuroloop"]["riemann"]
-    print(
-        f"latency newest sample → stimulator write ({args.channels} ch · {args.srate:g} Hz, "
-        f"{lat['n']} decisions): p50 {lat['p50']:.3f} ms, p99 {lat['p99']:.3f} ms, "
-        f"max {lat['max']:.3f} ms → {args.json}"
-    )
+    rows = [(f"neuroloop.{k}", s) for k, s in result["neuroloop"].items()]
+    rows += [(f"peers.{k}", s) for k, s in result["peers"].items()]
+    print("latency, newest sample → output (64 ch · 1 kHz, decision every 10 ms):")
+    for name, lat in rows:
+        print(f"  {name:16s} p50 {lat['p50']:7.3f} ms  p99 {lat['p99']:7.3f} ms  "
+              f"max {lat['max']:8.3f} ms  n {lat['n']}")  # fmt: skip
+    print(f"→ {args.json}")
     return 0
 
 
@@ -357,17 +366,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks (JSON + PNG)")
     bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
     lat = bench_sub.add_parser("latency", help="newest sample → stimulator write latency",
-                               description="Virtual subject at CHANNELS × SRATE, baseline "
-                               "decoder every 10 ms, simulated stimulator; writes JSON and a "
-                               "histogram PNG next to it.")  # fmt: skip
+                               description="Virtual subject at 64 ch · 1 kHz in 1 ms chunks: "
+                               "NeuroLoop's EEGNet loop (a decision every 10 ms) and its "
+                               "phase-locked trigger path, and with --peers the same EEGNet "
+                               "loop in Timeflux and MNE-LSL (`make peers` installs them); "
+                               "writes JSON and a PNG next to it.")  # fmt: skip
     lat.add_argument("--json", required=True, help="result file (PNG written beside it)")
-    lat.add_argument("--seconds", type=float, default=60.0, help="closed-loop duration, s")
-    lat.add_argument("--channels", type=int, default=64, help="EEG channels (default 64)")
-    lat.add_argument("--srate", type=float, default=1000.0, help="EEG rate, Hz (default 1000)")
-    lat.add_argument("--chunk-ms", type=float, default=1.0,
-                     help="source push interval, ms (default 1: per-sample amplifier)")  # fmt: skip
+    lat.add_argument("--seconds", type=float, default=60.0, help="measured time per loop, s")
+    lat.add_argument("--peers", action="store_true", help="also run the Timeflux and MNE-LSL peers")
     lat.add_argument("--calibration-trials", type=int, default=16,
-                     help="cued trials the decoder is fitted on first (default 16)")  # fmt: skip
+                     help="cued trials EEGNet is fitted on first (default 16)")  # fmt: skip
     lat.set_defaults(func=cmd_bench_latency)
 
     from bci.cli_replay import add_replay_parsers
@@ -382,7 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
         "throughput", help="largest channels x rate sustained without a drop; memory (JSON + PNG)",
         description="Climbs 64 ch · 1 kHz → 128 · 1 k → 128 · 2 k → 256 · 1 k → 256 · 2 k, each "
         "a session with decoding every 10 ms, until a step drops a sample, trips the watchdog "
-        "or falls behind; then holds the largest sustained step and samples the engine's memory.",
+        "or falls behind; then holds the largest sustained step, and measures the engine's memory "
+        "growth over a 30-minute session accelerated 3x.",
     )  # fmt: skip
     thr.add_argument("--json", required=True, help="result file (a PNG is written beside it)")
     thr.add_argument("--step-seconds", type=float, default=60.0,
@@ -393,6 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         help="minutes the largest sustained step is held (default 10; 0 skips)",
     )
+    thr.add_argument("--memory-minutes", type=float, default=30.0,
+                     help="session minutes of decisions the memory run makes, 3x accelerated "
+                     "(default 30: 10 minutes at 64 ch · 1 kHz; 0 skips)")  # fmt: skip
     thr.set_defaults(func=cmd_bench_throughput)
 
     ball = bench_sub.add_parser(

@@ -23,14 +23,15 @@ from bci.bench import machine_info
 def _latency(path: Path, quick: bool) -> dict:
     from bci.bench.latency import run_latency_bench
 
-    return run_latency_bench(path, seconds=20.0 if quick else 60.0)
+    return run_latency_bench(path, seconds=20.0 if quick else 60.0, peers=None)
 
 
 def _throughput(path: Path, quick: bool) -> dict:
     from bci.bench.throughput import run_throughput_bench
 
     return run_throughput_bench(path, step_s=20.0 if quick else 60.0,
-                                hold_minutes=2.0 if quick else 10.0)  # fmt: skip
+                                hold_minutes=2.0 if quick else 10.0,
+                                memory_minutes=3.0 if quick else 30.0)  # fmt: skip
 
 
 def _decoders(path: Path, quick: bool) -> dict:
@@ -140,12 +141,26 @@ def _stats(stats: dict) -> str:
 
 
 def _latency_figures(r: dict) -> list[str]:
-    c = r["config"]
-    return [
+    c, cpu = r["config"], r["cpu_percent"]
+    lines = [
         f"{c['channels']} ch · {c['srate']:g} Hz in {c['source_chunk_s'] * 1e3:g} ms chunks, "
-        f"decision every {c['hop_s'] * 1e3:g} ms: newest sample → stimulator write "
-        f"{_stats(r['neuroloop']['riemann'])} ({r['neuroloop']['riemann']['n']} decisions)"
+        f"decision every {c['hop_s'] * 1e3:g} ms, {c['seconds']:g} s each; newest sample → output:"
     ]
+    rows = [(f"neuroloop.{k}", s) for k, s in r["neuroloop"].items()]
+    rows += [(f"peers.{k}", s) for k, s in r["peers"].items()]
+    for name, stats in rows:
+        ratio = r["ratio_p99_vs_cnn"].get(name.removeprefix("peers."))
+        lines.append(
+            f"`{name}`: {_stats(stats)} ({stats['n']} decisions, CPU {cpu[name]:.0f} %)"
+            + (f", p99 {ratio:.1f}× neuroloop.cnn's" if ratio is not None else "")
+        )
+    stages = r["neuroloop"]["cnn"].get("stages_p99")
+    if stages:
+        lines.append("`neuroloop.cnn` stages, p99: " + ", ".join(
+            f"{name} {value:.2f} ms" for name, value in stages.items()))  # fmt: skip
+    if r.get("peers_missing"):
+        lines.append(f"peers not run: {r['peers_missing']}")
+    return lines
 
 
 def _throughput_figures(r: dict) -> list[str]:
@@ -161,8 +176,20 @@ def _throughput_figures(r: dict) -> list[str]:
         mem = hold["memory_mb"]
         lines.append(
             f"held {hold['channels']} ch · {hold['srate']:g} Hz for {hold['closed_loop_s'] / 60:g} "
-            f"min: {'sustained' if hold['sustained'] else 'NOT sustained'}, {hold['dropped']} "
-            f"dropped; memory {mem['growth']:+.1f} MB ({mem['per_hour']:+.0f} MB/h)"
+            f"min: {'sustained' if hold['sustained'] else 'NOT sustained'} ({hold['dropped']} "
+            f"dropped, {hold['gaps']} gaps, {hold['watchdog_trips']} watchdog trips, latency p99 "
+            f"{hold['latency_ms']['p99']:.1f} ms, max {hold['latency_ms']['max']:.1f} ms); memory "
+            f"{mem['growth']:+.1f} MB ({mem['per_hour']:+.0f} MB/h)"
+        )
+    memory = r.get("memory_session")
+    if memory:
+        lines.append(
+            f"{memory['session_minutes_equivalent']:g}-minute session accelerated "
+            f"{memory['acceleration']}x ({memory['latency_ms']['n']} decisions, "
+            f"{'sustained' if memory['sustained'] else 'NOT sustained'}): memory "
+            f"{memory['memory_mb']['growth']:+.1f} MB, scaled to a full session's "
+            f"{memory['session_decisions']:.0f} decisions {memory['growth_per_session_mb']:+.1f} MB"
+            + (f" (run {r['memory_session_date']})" if r.get("memory_session_date") else "")
         )
     return lines
 

@@ -35,17 +35,30 @@ CALIBRATION_TRIALS = 8
 """Calibration trials before each step's closed loop (the decoder needs a fit)."""
 WARMUP_S = 60.0
 """Memory growth is counted from this far into the held closed loop (buffers are full)."""
+MEMORY_SESSION_MIN, ACCELERATION = 30.0, 3
+"""The memory run: a 30-minute session's decisions (100 a second), made ``ACCELERATION``
+times faster (64 ch · 1 kHz in 1 ms chunks, a decision every 10/3 ms) so that it takes 10
+minutes. What a session keeps grows with its decisions (latency rows, commands,
+probabilities); buffers do not. The engine decides at most once per pulled chunk, so a machine
+that cannot keep up makes fewer: the result scales the growth to a full session's decisions."""
+SESSION_DECISIONS_PER_S = 100.0
+"""Decisions a second of the session the memory run stands for (a 10 ms hop)."""
+MEMORY_WARMUP_S = 30.0
+"""Growth of the memory run is counted from this far into its closed loop."""
 
 
 def run_throughput_bench(json_path: Path, step_s: float = 60.0, hold_minutes: float = 10.0,
-                         ladder=LADDER) -> dict:  # fmt: skip
-    """Climb ``ladder`` (``step_s`` of closed loop each), then hold the largest sustained step
-    for ``hold_minutes``; writes ``json_path`` and a PNG beside it."""
+                         ladder=LADDER,
+                         memory_minutes: float = MEMORY_SESSION_MIN,
+                         calibration_trials: int = CALIBRATION_TRIALS) -> dict:  # fmt: skip
+    """Climb ``ladder`` (``step_s`` of closed loop each), hold the largest sustained step for
+    ``hold_minutes``, then run ``memory_minutes`` of decisions accelerated (0: skip); writes
+    ``json_path`` and a PNG beside it."""
     json_path = Path(json_path)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     steps = []
     for channels, srate in tqdm(ladder, desc="ladder", unit="step"):
-        step = _step(channels, srate, step_s)
+        step = _isolated(channels, srate, step_s, calibration_trials=calibration_trials)
         steps.append(step)
         if not step["sustained"]:
             break
@@ -53,13 +66,27 @@ def run_throughput_bench(json_path: Path, step_s: float = 60.0, hold_minutes: fl
     hold = None
     if passed and hold_minutes > 0:
         best = passed[-1]
-        hold = _step(best["channels"], best["srate"], hold_minutes * 60.0, sample_memory=True)
+        hold = _isolated(best["channels"], best["srate"], hold_minutes * 60.0, sample_memory=True,
+                         calibration_trials=calibration_trials)  # fmt: skip
+    memory = None
+    if memory_minutes > 0:
+        seconds = memory_minutes * 60.0 / ACCELERATION
+        memory = _isolated(64, 1000.0, seconds, sample_memory=True, hop_s=0.01 / ACCELERATION,
+                           warmup_s=min(MEMORY_WARMUP_S, seconds / 4), chunk_s=0.001,
+                           calibration_trials=calibration_trials)  # fmt: skip
+        wanted = memory_minutes * 60 * SESSION_DECISIONS_PER_S
+        mem = memory["memory_mb"]
+        counted = memory["latency_ms"]["n"] * mem.get("over_s", np.nan) / seconds
+        memory |= {"session_minutes_equivalent": memory_minutes, "acceleration": ACCELERATION,
+                   "session_decisions": wanted,
+                   "growth_per_session_mb": mem["growth"] * wanted / counted}  # fmt: skip
     largest = {"channels": passed[-1]["channels"], "srate": passed[-1]["srate"]} if passed else None
     config = {"step_s": step_s, "hold_minutes": hold_minutes, "source_chunk_s": CHUNK_S,
               "decoder": "riemann, decision every 10 ms", "keeps_up_ms": KEEPS_UP_MS}  # fmt: skip
     result = {
         "largest_sustained": largest,
         "hold": hold,
+        "memory_session": memory,
         "steps": steps,
         "config": config,
         "machine": machine_info(),
@@ -70,15 +97,30 @@ def run_throughput_bench(json_path: Path, step_s: float = 60.0, hold_minutes: fl
     return result
 
 
-def _step(channels: int, srate: float, seconds: float, sample_memory: bool = False) -> dict:
-    """One session at ``channels`` × ``srate`` with ``seconds`` of closed loop."""
+def _isolated(*args, **kwargs) -> dict:
+    """:func:`_step` in a fresh process: its memory is the session's alone (an earlier step's
+    inlet buffer, up to ~0.7 GB at 256 ch · 2 kHz, is freed whenever its inlet is collected),
+    and no step inherits another's threads."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(_step, *args, **kwargs).result()
+
+
+def _step(channels: int, srate: float, seconds: float, sample_memory: bool = False,
+          hop_s: float = 0.01, warmup_s: float = WARMUP_S, chunk_s: float = CHUNK_S,
+          calibration_trials: int = CALIBRATION_TRIALS) -> dict:  # fmt: skip
+    """One session at ``channels`` × ``srate`` with ``seconds`` of closed loop, a decision every
+    ``hop_s``; with ``sample_memory`` the engine's RSS growth from ``warmup_s`` on."""
     from bci.bench.latency import bench_overrides
     from bci.engine.session import run_session
     from bci.protocol import load_protocol
 
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    overrides = bench_overrides(prefix, seconds, channels, srate, CHUNK_S, CALIBRATION_TRIALS)
-    protocol, text = load_protocol("demo", [*overrides, "control.address=tcp://127.0.0.1:0"])
+    overrides = bench_overrides(prefix, seconds, channels, srate, chunk_s, calibration_trials)
+    overrides += [f"preprocessing.hop_s={hop_s}", "control.address=tcp://127.0.0.1:0"]
+    protocol, text = load_protocol("demo", overrides)
     memory: list[tuple[float, float]] = []
     done = threading.Event()
     process = psutil.Process()
@@ -109,6 +151,7 @@ def _step(channels: int, srate: float, seconds: float, sample_memory: bool = Fal
         "channels": channels,
         "srate": srate,
         "closed_loop_s": seconds,
+        "hop_s": hop_s,
         "samples": eeg["samples"],
         "dropped": eeg["dropped"],
         "gaps": eeg["gaps"],
@@ -122,13 +165,13 @@ def _step(channels: int, srate: float, seconds: float, sample_memory: bool = Fal
         and latency["n"] > 0 and latency["p99"] < KEEPS_UP_MS
     )  # fmt: skip
     if sample_memory:
-        step["memory_mb"] = _growth(memory)
+        step["memory_mb"] = _growth(memory, warmup_s)
     return step
 
 
-def _growth(memory: list[tuple[float, float]]) -> dict:
-    """RSS growth from :data:`WARMUP_S` into the closed loop to its end, and the samples."""
-    after = [(t, rss) for t, rss in memory if t >= WARMUP_S]
+def _growth(memory: list[tuple[float, float]], warmup_s: float = WARMUP_S) -> dict:
+    """RSS growth from ``warmup_s`` into the closed loop to its end, and the samples."""
+    after = [(t, rss) for t, rss in memory if t >= warmup_s]
     if len(after) < 2:
         return {"growth": float("nan"), "per_hour": float("nan"), "samples": memory}
     (t0, first), (t1, last) = after[0], after[-1]
@@ -153,16 +196,19 @@ def _plot(result: dict, path: Path) -> None:
         ax_steps.annotate(text, (i, s["latency_ms"]["p99"]), ha="center", va="bottom", fontsize=8)
     ax_steps.set(ylabel="latency p99, ms", yscale="log",
                  title="Ladder (green: sustained, no sample dropped)")  # fmt: skip
-    hold = result["hold"]
-    if hold and hold.get("memory_mb", {}).get("samples"):
-        t, rss = zip(*hold["memory_mb"]["samples"], strict=True)
-        ax_mem.plot(np.array(t) / 60, rss, color="tab:blue")
-        ax_mem.axvline(WARMUP_S / 60, color="grey", ls="--", label="growth counted from here")
-        ax_mem.legend()
-        ax_mem.set_title(f"Engine memory, {hold['channels']} ch · {hold['srate'] / 1000:g} kHz "
-                         f"held: {hold['memory_mb']['growth']:+.1f} MB")  # fmt: skip
-    else:
-        ax_mem.set_title("no configuration held")
+    runs = [(result["hold"], "held"), (result.get("memory_session"), "accelerated")]
+    titles = []
+    for run, label in runs:
+        if not run or not run.get("memory_mb", {}).get("samples"):
+            continue
+        t, rss = zip(*run["memory_mb"]["samples"], strict=True)
+        name = f"{label}: {run['channels']} ch · {run['srate'] / 1000:g} kHz, decision every " \
+               f"{run['hop_s'] * 1e3:.3g} ms"  # fmt: skip
+        ax_mem.plot(np.array(t) / 60, rss, label=name)
+        titles.append(f"{label} {run['memory_mb']['growth']:+.1f} MB")
+    if titles:
+        ax_mem.legend(fontsize=8)
+    ax_mem.set_title("Engine memory: " + (", ".join(titles) or "no run"))
     ax_mem.set(xlabel="closed-loop minutes", ylabel="RSS, MB")
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -10,25 +10,20 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 import pylsl
 from threadpoolctl import threadpool_limits
 
-from bci.acquire import Inlet, RingBuffer
-from bci.decode import Decoder, select_inputs
-from bci.engine.calibration import calibration_windows, windows_ending_at
+from bci.acquire import Gap, Inlet, RingBuffer
+from bci.decode import Decoder
 from bci.engine.control import ControlInbox
-from bci.engine.fitting import (
-    FitJob,
-    FitReport,
-    input_indices,
-    new_decoder,
-    session_info,
-)
+from bci.engine.decoding import SessionDecoder
+from bci.engine.finite import FiniteInput
+from bci.engine.fitting import session_info
 from bci.engine.outlets import SessionOutlets
 from bci.engine.preprocess import channels_read, eeg_pipeline, fnirs_pipeline
+from bci.engine.record import EngineRecord
 from bci.engine.stimulation import NONFINITE, StimulationPath, governor_step_s
 from bci.engine.timeline import PlannedBlock, seconds_until_fit
 from bci.protocol import Protocol
@@ -39,34 +34,6 @@ _PULL_TIMEOUT_S = 0.002  # short enough to notice a stall and keep cue timing wi
 _MONITOR_EVERY_S = 0.5
 NONFINITE_INPUT = "non-finite input"
 _WATCHDOG_REASONS = ("input stall", "decoder silent", NONFINITE, NONFINITE_INPUT)
-
-
-@dataclass
-class EngineRecord:
-    """What the engine did, for the summary and the tests. Grows at the decision rate."""
-
-    cues: list[tuple[float, str, int]] = field(default_factory=list)
-    """(time, label, block index) of every cue."""
-    decisions: list[tuple[float, np.ndarray]] = field(default_factory=list)
-    """(newest-sample time, probabilities) of every closed-loop decision."""
-    commands: list = field(default_factory=list)
-    """Every :class:`~devices.stimulators.StimCommand` written."""
-    latency_ms: list[np.ndarray] = field(default_factory=list)
-    """Per-decision stage durations and end-to-end latency, ms (``LATENCY_CHANNELS`` order)."""
-    latency_times: list[float] = field(default_factory=list)
-    """When each ``latency_ms`` row's command was written (``pylsl.local_clock()``), s."""
-    events: list[dict] = field(default_factory=list)
-    """Every event published."""
-    blocks: list[tuple[int, str, float, float]] = field(default_factory=list)
-    """(index, kind, start, stop) of every block run."""
-    fit: FitReport | None = None
-    """How the decoder was fitted on the calibration block."""
-    biomarker: list[tuple[float, float]] = field(default_factory=list)
-    """(newest-sample time, value) of every closed-loop biomarker reading (biomarker input)."""
-    pulse_latency_ms: list[float] = field(default_factory=list)
-    """Newest sample → write of every pulse the phase trigger fired, ms."""
-    start_time: float = float("nan")
-    stop_time: float = float("nan")
 
 
 class Engine:
@@ -96,8 +63,8 @@ class Engine:
         pre = protocol.preprocessing
         self.pipeline = eeg_pipeline(pre, eeg.ch_names, eeg.sfreq, eeg.ch_types)
         read = channels_read(pre, eeg.ch_names, eeg.ch_types)
-        self._read_columns = slice(None) if len(read) == eeg.n_channels else read
-        """The stream's columns the pipeline reads (checked for NaN and inf)."""
+        self.finite = FiniteInput(slice(None) if len(read) == eeg.n_channels else read, eeg.name)
+        """What of each chunk the pipeline may read (its columns checked for NaN and inf)."""
         self.n_window = round(pre.window_s * eeg.sfreq)
         """Decoder window, samples."""
         self.processed = RingBuffer(int(seconds_until_fit(protocol) * eeg.sfreq), len(pre.picks))
@@ -108,15 +75,12 @@ class Engine:
             self.nirs_processed = RingBuffer(
                 int(horizon * nirs.sfreq), len(self.nirs_pipeline.ch_names_out)
             )
-        self.session_info = session_info(
+        self.session_decoder = SessionDecoder(protocol, session_info(
             protocol, eeg.sfreq, self.nirs_pipeline.ch_names_out if nirs else (),
             nirs.sfreq if nirs else 0.0,
-        )  # fmt: skip
-        """The inputs this session offers a decoder, channels in stream order."""
-        if protocol.decoder.model is not None:  # refused now, not after the calibration block
-            input_indices(new_decoder(protocol), self.session_info)
-        self.decoder: Decoder | None = None
-        self._fitting: FitJob | None = None
+        ))  # fmt: skip
+        """The session's decoder (a pretrained model that needs an input this session lacks
+        is refused now, not after the calibration block)."""
         self.record = EngineRecord()
         self.inbox = inbox or ControlInbox()
         self.control_address: str | None = None
@@ -134,6 +98,7 @@ class Engine:
         self.stim = StimulationPath(protocol, stimulator, outlets, self.record.commands,
                                     self._event, max_step_s=governor_step_s(pre.hop_s),
                                     sfreq=eeg.sfreq, pipeline=self.pipeline)  # fmt: skip
+        self.record.pulse_latency_ms = self.stim.pulse_latency_ms  # one log, read live too
         # a decision is due every hop: one more than watchdog_stall_s (≤ 100 ms) late is silence
         self.decision_timeout_s = pre.hop_s + protocol.safety.watchdog_stall_s
         self.stalled = False
@@ -147,12 +112,6 @@ class Engine:
         self._samples_since_gap = 0
         self._newest_read = -np.inf
         """Timestamp of the newest sample the filters read, s."""
-        self._nonfinite: tuple[float, int] | None = None
-        """(newest finite sample before it, samples dropped) of a NaN/inf burst under way."""
-        self._n_nirs = 0
-        """fNIRS window of the decoder, samples (0: it reads none)."""
-        self._nirs_index = np.arange(0)
-        """Column of each of the decoder's fNIRS channels in the stream."""
 
     # events --------------------------------------------------------------------------------
     def _event(self, kind: str, time: float, **detail) -> None:
@@ -163,6 +122,11 @@ class Engine:
     def governor(self) -> Governor:
         """The safety governor (the only road to the stimulator)."""
         return self.stim.governor
+
+    @property
+    def decoder(self) -> Decoder | None:
+        """The session's fitted decoder (None until the fit block is over)."""
+        return self.session_decoder.decoder
 
     @property
     def _decoding(self) -> bool:
@@ -223,11 +187,7 @@ class Engine:
         """What the controller reads: the decoder's probabilities, the biomarker (band power
         relative to the baseline), or, for the phase trigger, the band's phase."""
         if self.protocol.uses_decoder:
-            inputs = {"eeg": window[None]}
-            if self._n_nirs:
-                nirs, _ = self.nirs_processed.latest(self._n_nirs)
-                inputs["nirs"] = nirs[None, :, self._nirs_index]
-            row = self.decoder.predict_proba(select_inputs(self.decoder.info, inputs))[0]
+            row = self.session_decoder.predict(window, self.nirs_processed)
             self.record.decisions.append((newest, row))
             return row
         if self.stim.trigger is not None:
@@ -250,50 +210,30 @@ class Engine:
         if len(times):
             self.nirs_processed.write(*self.nirs_pipeline(data, times))
 
-    def _on_gaps(self, now: float) -> None:
-        gaps = self.eeg.new_gaps()
+    def _restart_after(self, gaps: list[Gap], now: float, **detail) -> None:
+        """A ``gap`` event for each gap; windows must not straddle one, and the filters restart
+        from the data after it."""
         for gap in gaps:
             self.stim.gap(now, stream=gap.stream, start=gap.start, stop=gap.stop,
-                          duration_s=gap.duration_s, missing=gap.missing)  # fmt: skip
+                          duration_s=gap.duration_s, missing=gap.missing, **detail)  # fmt: skip
         if gaps:
-            # windows must not straddle the gap, and filters restart from the new data
             self.pipeline.reset()
             self._samples_since_gap = 0
 
-    def _finite_parts(self, data: np.ndarray, times: np.ndarray, now: float) -> list:
-        """The chunk's samples the filters may read: a NaN or inf would poison their state for
-        the rest of the session. A burst of them trips the watchdog at once; the samples from
-        the first finite one after it restart the filters, as after a gap (a ``gap`` event, so
-        offline replay restarts there too), and the trip lifts at the next finite decision."""
-        finite = np.isfinite(data[:, self._read_columns]).all(axis=1)
-        if self._nonfinite is None and finite.all():  # the common case
-            return [(data, times)]
-        bad = np.flatnonzero(~finite)
-        parts = []
-        if self._nonfinite is None:  # a burst starts in this chunk
-            first = int(bad[0])
-            if first:
-                parts.append((data[:first], times[:first]))
-            before = float(times[first - 1] if first else self._newest_read)
-            before = before if np.isfinite(before) else float(times[first])
-            self._nonfinite = (before, 0)
+    def _finite_parts(self, data: np.ndarray, times: np.ndarray, now: float):
+        """The chunk's samples the filters may read, part by part. A burst of NaN or inf trips
+        the watchdog at once; the samples from the first finite one after it restart the
+        filters, as after a gap (a ``gap`` event, so offline replay restarts there too), and the
+        trip lifts at the next finite decision. A generator: the finite samples ahead of a
+        burst that starts and ends in one chunk reach the filters before they restart."""
+        split = self.finite(data, times, self._newest_read)
+        if split.started:
             self.stim.nonfinite_at = now  # the trip lifts only after a finite decision
             self.stim.watchdog_trip(NONFINITE_INPUT, now)
-        else:
-            first = 0
-        tail = int(bad[-1]) + 1 if len(bad) else 0
-        before, dropped = self._nonfinite
-        self._nonfinite = (before, dropped + tail - first)
-        if tail < len(times):  # the burst is over: finite samples follow
-            stop = float(times[tail])
-            self.stim.gap(now, stream=self.eeg.name, start=before, stop=stop,
-                          duration_s=stop - before, missing=dropped + tail - first,
-                          reason=NONFINITE_INPUT)  # fmt: skip
-            self._nonfinite = None
-            self.pipeline.reset()
-            self._samples_since_gap = 0
-            parts.append((data[tail:], times[tail:]))
-        return parts
+        for i, part in enumerate(split.parts):
+            if split.ended is not None and i == len(split.parts) - 1:  # the samples after it
+                self._restart_after([split.ended], now, reason=NONFINITE_INPUT)
+            yield part
 
     def _watch_input(self, now: float, arrived: bool) -> None:
         if arrived and self.stalled:
@@ -355,35 +295,19 @@ class Engine:
                 self.record.cues.append((now, label, self.block.index))
             self._next_trial += 1
 
-    def _start_fit(self) -> None:
-        """Cut the calibration windows here, then fit on a worker thread, so the loop keeps
-        pulling, watching and holding the stimulator at zero while a CNN fine-tunes."""
-        cues = [(t, label) for t, label, index in self.record.cues
-                if self.protocol.blocks[index].kind == "calibration"]  # fmt: skip
-        pre, dec = self.protocol.preprocessing, self.protocol.decoder
-        eeg, labels, groups, ends = calibration_windows(
-            self.processed, cues, self.eeg.sfreq, dec, pre
-        )
-        windows = {"eeg": eeg}
-        info = self.session_info
-        if info.nirs is not None:
-            windows["nirs"] = windows_ending_at(
-                self.nirs_processed, ends, info.nirs.n_samples, info.nirs.sfreq
-            )
-        self._fitting = FitJob(self.protocol, windows, labels, groups, info, self.keep_model)
-
     def _fit_done(self) -> bool:
-        """Start the fit on the first call of a fit block; True once the decoder is ready."""
-        if self._fitting is None:
-            self._start_fit()
-        if not self._fitting.done():
+        """Start the fit on the first call of a fit block (cutting the calibration windows
+        here, fitting on a worker thread); True once the decoder is ready."""
+        if not self.session_decoder.fitting:
+            cues = [(t, label) for t, label, index in self.record.cues
+                    if self.protocol.blocks[index].kind == "calibration"]  # fmt: skip
+            self.session_decoder.start_fit(self.processed, self.nirs_processed, cues,
+                                           self.eeg.sfreq, self.keep_model)  # fmt: skip
+        job = self.session_decoder.finished_fit()
+        if job is None:
             return False
-        job, self._fitting = self._fitting, None
-        self.decoder, report = job.result()
+        _, report = job.result()
         self.record.fit = report
-        if self.decoder.info.nirs is not None:  # the model's fNIRS channels, by name
-            self._n_nirs = self.decoder.info.nirs.n_samples
-            self._nirs_index = input_indices(self.decoder, self.session_info)["nirs"]
         self._event("fit", pylsl.local_clock(), decoder=report.kind,
                     **{k: v for k, v in report.to_json().items() if k != "kind"})  # fmt: skip
         if job.kept is not None:  # the saved model, named in the recording
@@ -420,7 +344,7 @@ class Engine:
                         self.eeg_started = True
                         self._event("input", now, stream=self.eeg.name,
                                     first_sample=float(times[0]))  # fmt: skip
-                    self._on_gaps(now)
+                    self._restart_after(self.eeg.new_gaps(), now)
                     for part, part_times in self._finite_parts(data, times, now):
                         self._on_eeg(part, part_times, now)
                         if self.stim.trigger is not None:
@@ -480,7 +404,6 @@ class Engine:
             now = pylsl.local_clock()
             self.record.blocks.append((self.block.index, self.block.kind, self._block_start, now))
             self.record.stop_time = now
-            self.record.pulse_latency_ms = self.stim.pulse_latency_ms
             self._event("end", now)
         return self.record
 

@@ -15,6 +15,7 @@ from bci.control.dual_threshold import DualThresholdController, DualThresholdSet
 from bci.control.phase import PhaseTrigger, PhaseTriggerSettings, montage_weights, pipeline_sos
 from bci.control.proportional import ProportionalController, ProportionalSettings
 from bci.engine.control import ControlInbox
+from bci.engine.record import FloatLog
 from bci.protocol import Protocol
 from bci.safety.governor import Governor
 from devices.stimulators import StimCommand, Stimulator, StimulatorError
@@ -85,8 +86,8 @@ class StimulationPath:
         Connected and started.
     outlets : SessionOutlets
         Where commands are published.
-    commands : list
-        The engine record's command list (every :class:`StimCommand` is appended).
+    commands : CommandLog | list
+        Where every :class:`StimCommand` written is appended (the engine record's log).
     event : callable
         ``event(kind, time, **detail)``: publish and record an event.
     max_step_s : float
@@ -106,7 +107,7 @@ class StimulationPath:
     this same path in the order they happened.
     """
 
-    def __init__(self, protocol: Protocol, stimulator: Stimulator, outlets, commands: list,
+    def __init__(self, protocol: Protocol, stimulator: Stimulator, outlets, commands,
                  event: Callable, max_step_s: float, sfreq: float, pipeline,
                  clock: Callable[[], float] = pylsl.local_clock) -> None:  # fmt: skip
         self.protocol, self.stimulator, self.outlets = protocol, stimulator, outlets
@@ -126,7 +127,7 @@ class StimulationPath:
         """Median band power of the baseline block (biomarker input)."""
         self.failed: str | None = None
         """Why the stimulator failed; nothing is written to it after that."""
-        self.pulse_latency_ms: list[float] = []
+        self.pulse_latency_ms = FloatLog()
         """Newest sample → write of every pulse fired, ms."""
         self.stop_requested = False
         self.paused: str | None = None

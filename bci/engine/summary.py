@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from bci.acquire import Inlet
-from bci.engine.loop import EngineRecord
 from bci.engine.outlets import SessionOutlets
+from bci.engine.record import EngineRecord
 from bci.protocol import Protocol
 from bci.safety.ceilings import HARD_CEILINGS
 from bci.streams import LATENCY_CHANNELS
@@ -31,8 +31,8 @@ def closed_loop_accuracy(record: EngineRecord, protocol: Protocol) -> tuple[floa
     classes = list(protocol.decoder.classes)
     if not record.decisions:
         return float("nan"), 0
-    times = np.array([t for t, _ in record.decisions])
-    proba = np.stack([p for _, p in record.decisions])
+    rows = record.decisions.array()
+    times, proba = rows[:, 0], rows[:, 1:]
     lead = protocol.decoder.epoch_tmin_s + protocol.preprocessing.window_s
     correct = scored = 0
     for onset, label, index in record.cues:
@@ -71,8 +71,8 @@ def build_summary(protocol: Protocol, protocol_name: str, record: EngineRecord, 
             "samples": count, "dropped": 0, "srate_measured": count / duration if duration else 0
         }  # fmt: skip
     accuracy, n_trials = closed_loop_accuracy(record, protocol)
-    latency = np.array(record.latency_ms) if record.latency_ms else np.zeros((0, 6))
-    amplitudes = [abs(c.amplitude) for c in record.commands]
+    latency = record.latency_ms.array()
+    amplitudes = np.abs(record.commands.column("amplitude"))
     kinds = Counter(event["kind"] for event in record.events)
     return {
         "protocol": protocol_name,
@@ -98,14 +98,14 @@ def build_summary(protocol: Protocol, protocol_name: str, record: EngineRecord, 
             "commands": len(record.commands),
             "clamped": governor_state.n_clamped,
             "refused": governor_state.n_refused,
-            "max_amplitude_ma": max(amplitudes, default=0.0),
+            "max_amplitude_ma": float(amplitudes.max(initial=0.0)),
             "charge_mC": governor_state.charge_mc,
             "on_time_s": governor_state.on_time_s,
             "limit_ma": protocol.stimulator.limits.max_amplitude,
             "unit": HARD_CEILINGS[protocol.stimulator.modality].unit,
             "controller": protocol.controller.kind,
             "stimulator": protocol.stimulator.kind,
-            "pulses": sum(c.pulses for c in record.commands),
+            "pulses": int(record.commands.column("pulses").sum()),
             "pulses_approved": governor_state.n_pulses,
             "pulse_latency_ms": latency_stats(record.pulse_latency_ms),
             "estop": governor_state.estop,
@@ -137,7 +137,7 @@ def plot_summary(summary: dict, record: EngineRecord, protocol: Protocol, path: 
     t0 = record.start_time
     lat = summary["latency_ms"]
     if record.latency_ms:
-        axes[0].hist([row[-1] for row in record.latency_ms], bins=60, color="tab:blue")
+        axes[0].hist(record.latency_ms.array()[:, -1], bins=60, color="tab:blue")
         for key, style in (("p50", "--"), ("p99", ":")):
             axes[0].axvline(lat[key], color="k", ls=style, label=f"{key} {lat[key]:.2f} ms")
         axes[0].legend()
@@ -148,9 +148,10 @@ def plot_summary(summary: dict, record: EngineRecord, protocol: Protocol, path: 
     else:
         _plot_biomarker(axes[1], record, protocol)
     if record.commands:
-        times = np.array([c.write_time for c in record.commands]) - t0
-        axes[2].step(times, [c.amplitude for c in record.commands], where="post")
-        pulses = times[[c.pulses > 0 for c in record.commands]]
+        commands = record.commands
+        times = commands.column("write_time") - t0
+        axes[2].step(times, commands.column("amplitude"), where="post")
+        pulses = times[commands.column("pulses") > 0]
         if pulses.size:
             axes[2].plot(pulses, np.zeros(pulses.size), "|", color="k", ms=12, label="pulses")
     limit = protocol.stimulator.limits.max_amplitude
@@ -183,8 +184,8 @@ def _plot_decisions(ax, summary: dict, record: EngineRecord, protocol: Protocol)
             stop = onset + protocol.blocks[index].cue_s
             ax.axvspan(onset - t0, stop - t0, color=colors.get(cue, "grey"), alpha=0.25)
     if record.decisions:
-        times = np.array([t for t, _ in record.decisions]) - t0
-        ax.plot(times, [p[target] for _, p in record.decisions], lw=0.8, color="k")
+        rows = record.decisions.array()  # time, then the probabilities
+        ax.plot(rows[:, 0] - t0, rows[:, 1:][:, target], lw=0.8, color="k")
     dec = summary["decoder"]
     ax.set(
         title=f"Decoded p({label}) in closed loop — shaded: cues "
@@ -199,7 +200,7 @@ def _plot_biomarker(ax, record: EngineRecord, protocol: Protocol) -> None:
     t0 = record.start_time
     ctl = protocol.controller
     if record.biomarker:
-        times, values = np.array(record.biomarker).T
+        times, values = record.biomarker.array().T
         ax.plot(times - t0, values, lw=0.8, color="k")
         for name in ("lower", "upper", "p_low", "p_high"):
             if hasattr(ctl, name):
@@ -208,7 +209,7 @@ def _plot_biomarker(ax, record: EngineRecord, protocol: Protocol) -> None:
                xlabel="session time, s")  # fmt: skip
     elif record.pulse_latency_ms:
         lat = latency_stats(record.pulse_latency_ms)
-        ax.hist(record.pulse_latency_ms, bins=40, color="tab:purple")
+        ax.hist(record.pulse_latency_ms.array(), bins=40, color="tab:purple")
         ax.set(title=f"Phase-locked pulses: newest sample → write, p50 {lat['p50']:.2f} ms, "
                f"p99 {lat['p99']:.2f} ms (n={lat['n']})", xlabel="ms")  # fmt: skip
     else:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bci.engine.loop import EngineRecord
+from bci.engine.record import EngineRecord
 from bci.engine.summary import closed_loop_accuracy
 from bci.replay.recording import Recording
 from bci.replay.session import STIM_COLUMN, json_rows, stim_rows_in_order
@@ -80,6 +80,6 @@ def _accuracy(recording: Recording, run: OfflineRun) -> float | None:
         index = max((i for s, i in starts if s <= t), default=None)
         if index is not None and label in protocol.decoder.classes:
             record.cues.append((float(t), str(label), index))
-    record.decisions = list(zip(run.decision_times, run.outputs, strict=True))
+    record.decisions.extend(zip(run.decision_times, run.outputs, strict=True))
     accuracy, scored = closed_loop_accuracy(record, protocol)
     return None if not scored or math.isnan(accuracy) else accuracy

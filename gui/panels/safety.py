@@ -32,12 +32,13 @@ GONE_TEXT = (
     "ENGINE GONE — the engine does not answer. STOP is still sent, but may not arrive: the "
     "stimulator's own keep-alive stops the device when its host is gone."
 )
-SHOWN_EVENTS = ("watchdog", "stall", "resume", "gap", "operator", "error", "stimulator_failed")
+SHOWN_EVENTS = ("watchdog", "stall", "resume", "gap", "clock_jump", "monitor", "operator", "error",
+                "stimulator_failed")  # fmt: skip
 """Event kinds listed besides every ``safety.*`` one."""
 MAX_EVENTS = 500
 """Events kept in the list (the oldest go)."""
 _COLOURS = {"safety.estop": "#c00000", "safety.limit": "#c00000", "error": "#c00000",
-            "stimulator_failed": "#c00000", "safety.trip": "#b35900",
+            "stimulator_failed": "#c00000", "monitor": "#c00000", "safety.trip": "#b35900",
             "safety.refuse": "#b35900", "watchdog": "#b35900"}  # fmt: skip
 
 

@@ -11,14 +11,18 @@ from bci.bench.report import BENCHMARKS, FIGURES, run_all, write_page
 
 STATS = {"p50": 1.25, "p99": 2.5, "max": 9.0, "n": 5000}
 RESULTS = {
-    "latency": {"neuroloop": {"riemann": STATS}, "date": "2026-11-23T08:00:00",
+    "latency": {"neuroloop": {"cnn": STATS, "phase": STATS}, "peers": {"mnelsl": STATS},
+                "cpu_percent": {"neuroloop.cnn": 60.0, "neuroloop.phase": 55.0,
+                                "peers.mnelsl": 48.0},
+                "ratio_p99_vs_cnn": {"mnelsl": 1.0}, "date": "2026-11-23T08:00:00",
                 "config": {"channels": 64, "srate": 1000.0, "source_chunk_s": 0.001,
-                           "hop_s": 0.01}},
+                           "hop_s": 0.01, "seconds": 60.0}},
     "throughput": {"steps": [
         {"channels": 256, "srate": 2000.0, "closed_loop_s": 60, "sustained": True, "dropped": 0,
          "gaps": 0, "watchdog_trips": 0, "latency_ms": STATS}],
         "hold": {"channels": 256, "srate": 2000.0, "closed_loop_s": 600, "sustained": True,
-                 "dropped": 0, "memory_mb": {"growth": 12.5, "per_hour": 75.0}}},
+                 "dropped": 0, "gaps": 0, "watchdog_trips": 0, "latency_ms": STATS,
+                 "memory_mb": {"growth": 12.5, "per_hour": 75.0}}},
     "decoders": {"subjects": 10, "calibration_trials_per_class": 20,
                  "accuracy": {"eegnet": 0.875}, "inference_ms": {"eegnet": STATS}},
     "stim": {"phase_path_latency_ms": STATS, "governor_us_per_command": STATS,
@@ -36,7 +40,9 @@ RESULTS = {
 def test_every_benchmark_has_figures_for_its_result():
     assert set(FIGURES) == set(BENCHMARKS) == set(RESULTS)
     expected = {
-        "latency": "p99 2.50 ms", "throughput": "memory +12.5 MB (+75 MB/h)",
+        "latency": "`peers.mnelsl`: p50 1.25 ms, p99 2.50 ms, max 9.00 ms (5000 decisions, "
+                   "CPU 48 %), p99 1.0× neuroloop.cnn's",
+        "throughput": "memory +12.5 MB (+75 MB/h)",
         "decoders": "accuracy eegnet: 87.5%", "stim": "mean error -3.5°, PLV 0.81",
         "replay": "80× real time", "gui": "36.5 fps",
     }  # fmt: skip

@@ -11,7 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -28,60 +27,13 @@ from devices.emulators.magstim import MagstimEmulator
 from devices.emulators.tes import TesEmulator
 from devices.stimulators import StimulatorError
 from tests.conftest import wait_for
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.engine.sessions import REPO_ROOT, SessionThread, session_overrides
 
 TACS_SHORT = ["blocks.0.duration_s=3", "blocks.1.duration_s=60", "blocks.2.duration_s=1"]
 """alpha_phase_tacs: 3 s baseline (the phase gate), a closed loop that the test ends, 1 s rest."""
 
 TACS_SLEW = 0.5
 """alpha_phase_tacs' slew limit, mA/s."""
-
-
-def session_overrides(prefix: str, *extra: str, record: bool = False) -> list[str]:
-    """What every test session sets: its own streams, a free control port, no XDF unless
-    asked."""
-    return [f"session.prefix={prefix}", "control.address=tcp://127.0.0.1:0",
-            f"recording.enabled={str(record).lower()}", *extra]  # fmt: skip
-
-
-class SessionThread:
-    """``run_session`` on a thread, with the engine it builds and what it returned or raised."""
-
-    def __init__(self, name: str, overrides: list[str], out_dir: Path) -> None:
-        self.protocol, self.text = load_protocol(name, overrides)
-        self.out_dir = out_dir
-        self.engine = None
-        self.summary = self.record = self.error = None
-        self._thread = threading.Thread(target=self._run, name="session", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self.summary, self.record = run_session(
-                self.protocol, "test", self.text, self.out_dir, progress=False,
-                on_engine=lambda engine: setattr(self, "engine", engine),
-            )  # fmt: skip
-        except BaseException as err:  # handed to the test thread
-            self.error = err
-
-    def start(self) -> SessionThread:
-        self._thread.start()
-        assert wait_for(lambda: self.engine is not None or not self.alive, 60, poll_s=0.05)
-        assert self.engine is not None, f"the session did not start: {self.error!r}"
-        return self
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def wait_until(self, condition, timeout_s: float, what: str) -> None:
-        """Wait for ``condition()`` while the session runs; fail saying ``what`` never came."""
-        assert wait_for(lambda: condition() or not self.alive, timeout_s, poll_s=0.01)
-        assert self.alive and condition(), f"{what} never happened (error: {self.error!r})"
-
-    def join(self, timeout_s: float) -> None:
-        self._thread.join(timeout_s)
-        assert not self.alive, f"the session did not end within {timeout_s} s"
 
 
 # --- phase-locked TMS -------------------------------------------------------------------------

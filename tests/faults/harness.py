@@ -2,7 +2,7 @@
 assertions every fault must pass (nothing above the protocol's limits, a ramp to zero that never
 rises, data recorded before the fault kept).
 
-Sessions run on a thread with :class:`tests.engine.test_stim_sessions.SessionThread` over real
+Sessions run on a thread with :class:`tests.engine.sessions.SessionThread` over real
 LSL on loopback; every source is a separate process, as an amplifier would be.
 """
 
@@ -23,7 +23,7 @@ from bci.acquire import MarkerInlet, StreamQuery, resolve_streams
 from bci.engine.control import send_command
 from bci.streams import stream_names
 from tests.conftest import wait_for
-from tests.engine.test_stim_sessions import REPO_ROOT, SessionThread, session_overrides
+from tests.engine.sessions import REPO_ROOT, SessionThread, session_overrides
 
 __all__ = ["REPO_ROOT", "SessionThread", "session_overrides"]
 

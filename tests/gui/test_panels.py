@@ -296,11 +296,14 @@ def test_an_engine_that_dies_is_shown_and_its_return_clears_it(qtbot, client, se
     assert panel.state_label.text() == "no engine"
 
 
-def test_the_events_list_keeps_safety_events_only():
+def test_the_events_list_keeps_safety_and_health_events_only():
     assert describe_event(json.dumps({"kind": "safety.trip", "time": 1, "detail": "stall"})) == (
         "safety.trip", "stall")  # fmt: skip
     assert describe_event(json.dumps({"kind": "gap", "time": 1, "samples": 3})) == (
         "gap", "samples=3")  # fmt: skip
+    monitor = {"kind": "monitor", "time": 1, "process": "recorder", "error": "exited (-9)"}
+    assert describe_event(json.dumps(monitor)) == (  # a dead recorder or a full disk
+        "monitor", "process=recorder, error=exited (-9)")  # fmt: skip
     assert describe_event(json.dumps({"kind": "block", "time": 1})) is None
     assert describe_event("not json")[0] == "error"
 
