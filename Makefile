@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TF_VENV := .venv-timeflux
 TF_STAMP := $(TF_VENV)/.installed
 
-.PHONY: demo test faults lint models clean peers
+.PHONY: demo test faults nightly lint models clean peers
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -45,6 +45,12 @@ $(TF_STAMP):
 # a failing decoder, a killed console or recorder, a full disk): ~4 minutes, so not in `test`.
 faults: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q tests/faults
+
+# Nightly and before a release: the whole suite with the fault injection and the full
+# 100,000-sequence governor property test (~20 minutes).
+nightly: $(STAMP)
+	$(BIN)/ruff check .
+	BCI_FULL_TESTS=1 QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
 # Rebuild the demo's pretrained EEGNet (committed, 16 kB): 40 virtual subjects, ~3 minutes.
 models: $(STAMP)

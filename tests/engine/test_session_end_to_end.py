@@ -70,7 +70,8 @@ def test_short_session_writes_summary_plot_and_xdf(unique_name, tmp_path, capsys
 @pytest.mark.slow
 def test_hybrid_decoder_reads_live_eeg_and_fnirs(unique_name, tmp_path, capsys):
     out = tmp_path / "session"
-    overrides = [*SHORT, "blocks.0.duration_s=6", "blocks.3.duration_s=4", "decoder.kind=hybrid",
+    overrides = [*SHORT, "blocks.1.trials=8", "blocks.0.duration_s=6", "blocks.3.duration_s=4",
+                 "decoder.kind=hybrid",
                  "decoder.model=", "recording.enabled=false"]  # fmt: skip
     code = main(["run", "demo", "--out", str(out), "--set", f"session.prefix={unique_name}",
                  *(f"--set={item}" for item in overrides)])  # fmt: skip
@@ -97,6 +98,7 @@ def test_source_killed_mid_session_is_safe_recorded_and_resumed(unique_name, tmp
             "source.kind=lsl",
             "source.fnirs=false",
             *SHORT,
+            "blocks.1.trials=8",
             "blocks.3.duration_s=24",
             "controller.p_low=0.0",
             "controller.p_high=0.5",
