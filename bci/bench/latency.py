@@ -12,7 +12,9 @@ amplifier):
   exported to TorchScript, behind the same preprocessing in a Timeflux graph and an MNE-LSL
   polling loop, each in its own process against a fresh virtual subject.
 
-CPU is each loop's own process (and its children), over the measured part only.
+CPU is each loop's own work over the measured part only: the engine's process for NeuroLoop (not
+the virtual subject it starts as a child), the peer's process and its children (Timeflux runs its
+graph in a worker process) for a peer.
 """
 
 from __future__ import annotations
@@ -70,11 +72,12 @@ def bench_overrides(prefix: str, seconds: float, channels: int, srate: float,
 
 
 class CpuMeter:
-    """Samples a process tree's CPU time every ``every_s`` on the LSL clock, so the CPU of any
-    interval (a closed-loop block) can be read afterwards."""
+    """Samples a process's CPU time (with its children's if ``children``) every ``every_s`` on
+    the LSL clock, so the CPU of any interval (a closed-loop block) can be read afterwards."""
 
-    def __init__(self, pid: int, every_s: float = 0.25) -> None:
+    def __init__(self, pid: int, children: bool, every_s: float = 0.25) -> None:
         self._process = psutil.Process(pid)
+        self._children = children
         self._samples: list[tuple[float, float]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
@@ -89,7 +92,8 @@ class CpuMeter:
 
     def _cpu_s(self) -> float:
         total = 0.0
-        for process in [self._process, *self._process.children(recursive=True)]:
+        children = self._process.children(recursive=True) if self._children else []
+        for process in [self._process, *children]:
             try:
                 times = process.cpu_times()
             except psutil.Error:  # ended between listing and reading
@@ -121,9 +125,9 @@ def _closed_loop_span(record) -> tuple[float, float]:
 
 
 def _cnn_run(seconds: float, calibration_trials: int,
-             out_dir: Path) -> tuple[dict, np.ndarray, Protocol, Path]:  # fmt: skip
+             out_dir: Path) -> tuple[dict, np.ndarray, float, Protocol, Path]:  # fmt: skip
     """EEGNet fitted on the calibration block, then a decision every 10 ms; returns its
-    figures, its latencies, the protocol and the fitted model file."""
+    figures, its latencies, its CPU %, the protocol and the fitted model file."""
     overrides = bench_overrides(f"bench-{uuid.uuid4().hex[:8]}", seconds, CHANNELS, SRATE,
                                 CHUNK_S, calibration_trials)  # fmt: skip
     overrides += [
@@ -132,19 +136,24 @@ def _cnn_run(seconds: float, calibration_trials: int,
         "control.address=tcp://127.0.0.1:0",
     ]
     protocol, text = load_protocol("demo", overrides)
-    with CpuMeter(psutil.Process().pid) as cpu:
-        summary, record = run_session(protocol, "bench-latency-cnn", text, out_dir)
+    with CpuMeter(psutil.Process().pid, children=False) as cpu:  # not the subject's process
+        summary, record = run_session(protocol, "bench-latency-cnn", text, out_dir,
+                                      progress=False)  # fmt: skip
     model = out_dir / "model.npz"
     if not model.exists():
         raise RuntimeError(f"the cnn session kept no model ({model}); see {out_dir}")
-    stats = {**summary["latency_ms"], "cpu_percent": cpu.percent(*_closed_loop_span(record))}
-    return stats, np.array([row[-1] for row in record.latency_ms]), protocol, model
+    cpu_percent = cpu.percent(*_closed_loop_span(record))
+    return summary["latency_ms"], record.latency_ms.array()[:, -1], cpu_percent, protocol, model
 
 
-def _phase_run(seconds: float, out_dir: Path) -> tuple[dict, np.ndarray]:
-    """The phase-locked trigger on alpha: newest sample → write of every tACS restart."""
+def _phase_run(seconds: float, out_dir: Path) -> tuple[dict, np.ndarray, float]:
+    """The phase-locked trigger on alpha: newest sample → write of every tACS restart; returns
+    its figures, its latencies and its CPU %."""
     overrides = [
         f"session.prefix=bench-{uuid.uuid4().hex[:8]}",
+        f"source.eeg_channels={CHANNELS}",
+        f"source.eeg_srate={SRATE}",
+        "source.fnirs=false",
         f"source.chunk_s={CHUNK_S}",
         "recording.enabled=false",
         "control.address=tcp://127.0.0.1:0",
@@ -155,38 +164,31 @@ def _phase_run(seconds: float, out_dir: Path) -> tuple[dict, np.ndarray]:
         "blocks.2.duration_s=0.5",
     ]
     protocol, text = load_protocol("alpha_phase_tacs", overrides)
-    with CpuMeter(psutil.Process().pid) as cpu:
-        _, record = run_session(protocol, "bench-latency-phase", text, out_dir)
-    latencies = np.asarray(record.pulse_latency_ms, dtype=float)
-    return {
-        **latency_stats(latencies),
-        "cpu_percent": cpu.percent(*_closed_loop_span(record)),
-    }, latencies
+    with CpuMeter(psutil.Process().pid, children=False) as cpu:  # not the subject's process
+        summary, record = run_session(protocol, "bench-latency-phase", text, out_dir,
+                                      progress=False)  # fmt: skip
+    cpu_percent = cpu.percent(*_closed_loop_span(record))
+    return summary["stimulation"]["pulse_latency_ms"], record.pulse_latency_ms.array(), cpu_percent
 
 
 def _peer_run(name: str, protocol: Protocol, model_pt: Path, seconds: float,
-              out_dir: Path) -> tuple[dict, np.ndarray]:  # fmt: skip
-    """One peer against a fresh virtual subject with the cnn run's stream settings."""
+              out_dir: Path) -> tuple[dict, np.ndarray, float]:  # fmt: skip
+    """One peer against a fresh virtual subject with the cnn run's stream settings; returns its
+    figures, its latencies and its CPU %."""
     from bci.bench.peers import PeerSettings
 
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     subject = protocol.model_copy(
         update={"session": protocol.session.model_copy(update={"prefix": prefix})}
     )
-    prep = protocol.preprocessing
     out_dir.mkdir(parents=True, exist_ok=True)
-    settings = PeerSettings(
-        stream=stream_names(prefix)["eeg"], model=str(model_pt), picks=list(prep.picks),
-        car=prep.car,
-        notch_hz=prep.notch_hz, bandpass_hz=tuple(prep.bandpass_hz),
-        filter_order=prep.filter_order, window_s=prep.window_s, hop_s=prep.hop_s,
-        seconds=seconds, out=str(out_dir / "latency.json"),
-    )  # fmt: skip
+    settings = PeerSettings.from_protocol(protocol, stream_names(prefix)["eeg"], str(model_pt),
+                                          seconds=seconds, out=str(out_dir / "latency.json"))
     settings_path = settings.write(out_dir / "settings.json")
     with VirtualSubjectProcess(virtual_subject_command(subject), out_dir / "subject.log"):
         process = start_peer(name, settings_path, out_dir / "peer.log")
         try:
-            with CpuMeter(process.pid) as cpu:
+            with CpuMeter(process.pid, children=True) as cpu:  # Timeflux's graph worker
                 limit = time.monotonic() + settings.warmup_s + seconds + 60.0
                 while process.poll() is None and time.monotonic() < limit:
                     time.sleep(0.2)
@@ -198,8 +200,7 @@ def _peer_run(name: str, protocol: Protocol, model_pt: Path, seconds: float,
     output = json.loads(Path(settings.out).read_text())
     latencies = np.asarray(output["latency_ms"])
     cpu_percent = cpu.percent(output["measured_from"], output["measured_to"])
-    stats = {**latency_stats(latencies), "cpu_percent": cpu_percent}
-    return stats, latencies
+    return latency_stats(latencies), latencies, cpu_percent
 
 
 def start_peer(name: str, settings_path: Path, log_path: Path) -> subprocess.Popen:
@@ -244,45 +245,51 @@ def peers_missing() -> str | None:
 def run_latency_bench(json_path: Path, seconds: float = 60.0, peers: bool | None = False,
                       calibration_trials: int = 16) -> dict:  # fmt: skip
     """Run the benchmark; writes ``json_path`` and a PNG beside it. ``peers``: True runs them
-    (and fails if they are not installed), None runs them where installed."""
+    (and fails if one is not installed or fails), None runs each one installed (one that is
+    missing or fails is named in the result)."""
+    from bci.bench.peers import peer_missing
+
     json_path = Path(json_path)
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    missing = peers_missing() if peers is not False else None
+    missing = {name: peer_missing(name) for name in PEERS} if peers is not False else {}
+    missing = {name: why for name, why in missing.items() if why}
     if peers and missing:
-        raise RuntimeError(missing)
-    peers = peers is not False and missing is None
-    runs = ["cnn", "phase", *(PEERS if peers else ())]
+        raise RuntimeError(" ".join(missing.values()))
+    run_peers = [name for name in PEERS if peers is not False and name not in missing]
     samples: dict[str, np.ndarray] = {}
     result: dict = {"neuroloop": {}, "peers": {}, "cpu_percent": {}}
     with (
         tempfile.TemporaryDirectory() as tmp,
-        tqdm(total=len(runs), desc="latency", unit="loop") as bar,
+        tqdm(total=2 + len(run_peers), desc="latency", unit="loop") as bar,
     ):
         tmp = Path(tmp)
-        cnn, samples["neuroloop.cnn"], protocol, model = _cnn_run(
+        stats, samples["neuroloop.cnn"], cpu, protocol, model = _cnn_run(
             seconds, calibration_trials, tmp / "cnn"
         )
-        result["neuroloop"]["cnn"] = cnn
+        result["neuroloop"]["cnn"], result["cpu_percent"]["neuroloop.cnn"] = stats, cpu
         bar.update()
-        result["neuroloop"]["phase"], samples["neuroloop.phase"] = _phase_run(
-            seconds, tmp / "phase"
-        )
+        stats, samples["neuroloop.phase"], cpu = _phase_run(seconds, tmp / "phase")
+        result["neuroloop"]["phase"], result["cpu_percent"]["neuroloop.phase"] = stats, cpu
         bar.update()
-        if peers:
+        if run_peers:
             from bci.decode import load_decoder
 
             model_pt = load_decoder(model).export(tmp / "eegnet.pt")
-            for name in PEERS:
-                result["peers"][name], samples[f"peers.{name}"] = _peer_run(
+        for name in run_peers:
+            try:
+                stats, samples[f"peers.{name}"], cpu = _peer_run(
                     name, protocol, model_pt, seconds, tmp / name
                 )
-                bar.update()
-    for group in ("neuroloop", "peers"):
-        for name, stats in result[group].items():
-            result["cpu_percent"][f"{group}.{name}"] = stats.pop("cpu_percent")
+            except RuntimeError as err:
+                if peers:
+                    raise
+                missing[name] = str(err)
+            else:
+                result["peers"][name], result["cpu_percent"][f"peers.{name}"] = stats, cpu
+            bar.update()
     ours = result["neuroloop"]["cnn"]["p99"]
     if missing:
-        result["peers_missing"] = missing
+        result["peers_missing"] = " ".join(f"{name}: {why}" for name, why in missing.items())
     result["ratio_p99_vs_cnn"] = {name: s["p99"] / ours for name, s in result["peers"].items()}
     result["config"] = {
         "channels": CHANNELS, "srate": SRATE, "source_chunk_s": CHUNK_S, "seconds": seconds,
@@ -321,11 +328,14 @@ def _plot(result: dict, samples: dict[str, np.ndarray], path: Path) -> None:
     bars.invert_yaxis()
     bars.legend(loc="upper right")
     cfg = result["config"]
+    longest = max((values.max() for values in samples.values() if values.size), default=100.0)
+    bins = np.logspace(-0.7, np.log10(max(100.0, longest * 1.01)), 120)  # none left out
     for name, values in samples.items():
-        hist.hist(values, bins=np.logspace(-0.7, 2, 120), histtype="step", label=name)
-    hist.set(xscale="log", yscale="log", xlabel="ms (log)", ylabel="decisions",
+        hist.hist(values, bins=bins, histtype="step", label=name)
+    hist.set(xscale="log", yscale="log", xlabel="ms (log)", ylabel="decisions (phase: pulses)",
              title=f"{cfg['channels']} ch · {cfg['srate']:g} Hz in {cfg['source_chunk_s'] * 1e3:g} "
-             f"ms chunks, EEGNet every {cfg['hop_s'] * 1e3:g} ms")  # fmt: skip
+             f"ms chunks; EEGNet every {cfg['hop_s'] * 1e3:g} ms, phase: each tACS restart",
+             )  # fmt: skip
     if samples:
         hist.legend()
     fig.savefig(path, dpi=100)

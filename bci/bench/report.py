@@ -92,8 +92,8 @@ def run_all(out_dir: Path, page: Path, quick: bool = False,
 
 
 def write_page(out_dir: Path, page: Path, errors: dict[str, str] | None = None) -> Path:
-    """``page`` (markdown) from the benchmark JSON files in ``out_dir``; the plots are copied
-    next to it (``<page stem>/``) so the page shows them wherever it is read."""
+    """``page`` (markdown) from the benchmark JSON files in ``out_dir``; the plots and the JSON
+    files are copied next to it (``<page stem>/``) so the page shows them wherever it is read."""
     out_dir, page = Path(out_dir), Path(page)
     errors = dict(errors or {})
     for name in BENCHMARKS:  # a failure left by an earlier run is still a failure
@@ -107,7 +107,7 @@ def write_page(out_dir: Path, page: Path, errors: dict[str, str] | None = None) 
         "",
         f"Written by `bci bench all` on {datetime.now():%Y-%m-%d %H:%M}. Machine: "
         f"{_machine_line(machine_info())}. Each section gives the date its benchmark ran; the "
-        "JSON files hold every figure.",
+        "JSON files beside the plots hold every figure.",
         "",
     ]
     for name in BENCHMARKS:
@@ -120,6 +120,7 @@ def write_page(out_dir: Path, page: Path, errors: dict[str, str] | None = None) 
             lines += ["Not run.", ""]
             continue
         result = json.loads(json_path.read_text())
+        shutil.copyfile(json_path, plots / json_path.name)  # every figure, beside the page
         lines += [f"Ran {result.get('date', '?')}.", ""]
         lines += [f"- {line}" for line in FIGURES[name](result)]
         png = json_path.with_suffix(".png")
@@ -144,14 +145,16 @@ def _latency_figures(r: dict) -> list[str]:
     c, cpu = r["config"], r["cpu_percent"]
     lines = [
         f"{c['channels']} ch · {c['srate']:g} Hz in {c['source_chunk_s'] * 1e3:g} ms chunks, "
-        f"decision every {c['hop_s'] * 1e3:g} ms, {c['seconds']:g} s each; newest sample → output:"
+        f"EEGNet deciding every {c['hop_s'] * 1e3:g} ms, {c['seconds']:g} s each; newest sample "
+        "→ output (CPU: the loop's own process, % of one core):"
     ]
     rows = [(f"neuroloop.{k}", s) for k, s in r["neuroloop"].items()]
     rows += [(f"peers.{k}", s) for k, s in r["peers"].items()]
     for name, stats in rows:
         ratio = r["ratio_p99_vs_cnn"].get(name.removeprefix("peers."))
+        what = "tACS restarts" if name == "neuroloop.phase" else "decisions"
         lines.append(
-            f"`{name}`: {_stats(stats)} ({stats['n']} decisions, CPU {cpu[name]:.0f} %)"
+            f"`{name}`: {_stats(stats)} ({stats['n']} {what}, CPU {cpu[name]:.0f} %)"
             + (f", p99 {ratio:.1f}× neuroloop.cnn's" if ratio is not None else "")
         )
     stages = r["neuroloop"]["cnn"].get("stages_p99")
@@ -185,11 +188,10 @@ def _throughput_figures(r: dict) -> list[str]:
     if memory:
         lines.append(
             f"{memory['session_minutes_equivalent']:g}-minute session accelerated "
-            f"{memory['acceleration']}x ({memory['latency_ms']['n']} decisions, "
+            f"{memory['acceleration']:.3g}× ({memory['latency_ms']['n']} decisions, "
             f"{'sustained' if memory['sustained'] else 'NOT sustained'}): memory "
             f"{memory['memory_mb']['growth']:+.1f} MB, scaled to a full session's "
             f"{memory['session_decisions']:.0f} decisions {memory['growth_per_session_mb']:+.1f} MB"
-            + (f" (run {r['memory_session_date']})" if r.get("memory_session_date") else "")
         )
     return lines
 

@@ -2,8 +2,9 @@
 one dropped sample, then that configuration held for minutes while the engine's memory is
 sampled.
 
-Each step is a session of the latency benchmark's protocol (virtual subject in 10 ms chunks, a
-short calibration, the tangent-space decoder deciding every 10 ms) at one channels × rate. A step
+Each step is a session of :func:`bci.bench.latency.bench_overrides` (the demo protocol without
+fNIRS or recording, a short calibration, the tangent-space decoder deciding every 10 ms; the
+virtual subject pushes 10 ms chunks) at one channels × rate. A step
 is *sustained* when the engine's inlet saw every sample (no gap, no dropped sample, the count
 matching the stream's span), no watchdog tripped and decisions kept up (latency p99 under
 :data:`KEEPS_UP_MS`: an engine that falls behind has a backlog that grows without bound).
@@ -35,14 +36,17 @@ CALIBRATION_TRIALS = 8
 """Calibration trials before each step's closed loop (the decoder needs a fit)."""
 WARMUP_S = 60.0
 """Memory growth is counted from this far into the held closed loop (buffers are full)."""
-MEMORY_SESSION_MIN, ACCELERATION = 30.0, 3
+MEMORY_SESSION_MIN, MEMORY_HOP_S = 30.0, 0.003
 """The memory run: a 30-minute session's decisions (100 a second), made ``ACCELERATION``
-times faster (64 ch · 1 kHz in 1 ms chunks, a decision every 10/3 ms) so that it takes 10
-minutes. What a session keeps grows with its decisions (latency rows, commands,
-probabilities); buffers do not. The engine decides at most once per pulled chunk, so a machine
-that cannot keep up makes fewer: the result scales the growth to a full session's decisions."""
+times faster (64 ch · 1 kHz in 1 ms chunks, a decision every 3 ms: whole samples, as the
+engine decides on samples) so that it takes 9 minutes. What a session keeps grows with its
+decisions (latency rows, commands, probabilities); buffers do not. The engine decides at most
+once per pulled chunk, so a machine that cannot keep up makes fewer: the result scales the
+growth to a full session's decisions."""
 SESSION_DECISIONS_PER_S = 100.0
 """Decisions a second of the session the memory run stands for (a 10 ms hop)."""
+ACCELERATION = 1.0 / (MEMORY_HOP_S * SESSION_DECISIONS_PER_S)
+"""How much faster the memory run decides than the session it stands for (10/3)."""
 MEMORY_WARMUP_S = 30.0
 """Growth of the memory run is counted from this far into its closed loop."""
 
@@ -71,7 +75,7 @@ def run_throughput_bench(json_path: Path, step_s: float = 60.0, hold_minutes: fl
     memory = None
     if memory_minutes > 0:
         seconds = memory_minutes * 60.0 / ACCELERATION
-        memory = _isolated(64, 1000.0, seconds, sample_memory=True, hop_s=0.01 / ACCELERATION,
+        memory = _isolated(64, 1000.0, seconds, sample_memory=True, hop_s=MEMORY_HOP_S,
                            warmup_s=min(MEMORY_WARMUP_S, seconds / 4), chunk_s=0.001,
                            calibration_trials=calibration_trials)  # fmt: skip
         wanted = memory_minutes * 60 * SESSION_DECISIONS_PER_S

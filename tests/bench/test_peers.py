@@ -40,18 +40,15 @@ def test_peer_decides_every_hop_and_stops_by_itself(peer, tmp_path, unique_name)
         pytest.skip(MISSING[peer])
     protocol, _ = load_protocol("demo", [
         f"session.prefix={unique_name}", "source.eeg_channels=64", "source.eeg_srate=1000",
-        "source.fnirs=false", "source.chunk_s=0.001",
+        "source.fnirs=false", "source.chunk_s=0.001", "preprocessing.hop_s=0.01",
         "decoder.model=",  # the demo's pretrained EEGNet is for 500 Hz
     ])  # fmt: skip
-    prep = protocol.preprocessing
-    settings = PeerSettings(
-        stream=stream_names(unique_name)["eeg"],
-        model=str(_untrained_eegnet(tmp_path, list(prep.picks), 1000.0)),
-        picks=list(prep.picks), car=prep.car, notch_hz=prep.notch_hz,
-        bandpass_hz=tuple(prep.bandpass_hz), filter_order=prep.filter_order,
-        window_s=1.0, hop_s=0.01, seconds=SECONDS, warmup_s=WARMUP_S,
-        out=str(tmp_path / "latency.json"),
-    )  # fmt: skip
+    model = _untrained_eegnet(tmp_path, list(protocol.preprocessing.picks), 1000.0)
+    settings = PeerSettings.from_protocol(
+        protocol, stream_names(unique_name)["eeg"], str(model), seconds=SECONDS,
+        warmup_s=WARMUP_S, out=str(tmp_path / "latency.json"),
+    )
+    assert settings.window_s == 1.0 and settings.hop_s == 0.01
     assert settings.stream == f"{unique_name}-EEG"
     settings_path = settings.write(tmp_path / "settings.json")
     with VirtualSubjectProcess(virtual_subject_command(protocol), tmp_path / "subject.log"):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 
@@ -42,7 +42,16 @@ class PeerSettings:
     """Time to connect and fill the first window before measuring, s."""
     out: str = ""
     """JSON file the peer writes its latencies to."""
-    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_protocol(cls, protocol, stream: str, model: str, **timing) -> PeerSettings:
+        """The protocol's preprocessing, window and hop for ``stream`` and ``model``; ``timing``:
+        ``seconds``, ``warmup_s``, ``out``."""
+        pre = protocol.preprocessing
+        return cls(stream=stream, model=model, picks=list(pre.picks), car=pre.car,
+                   notch_hz=pre.notch_hz, bandpass_hz=tuple(pre.bandpass_hz),
+                   filter_order=pre.filter_order, window_s=pre.window_s, hop_s=pre.hop_s,
+                   **timing)  # fmt: skip
 
     def write(self, path: Path) -> Path:
         path = Path(path)
