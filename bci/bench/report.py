@@ -171,7 +171,7 @@ def _throughput_figures(r: dict) -> list[str]:
         f"{s['channels']} ch · {s['srate']:g} Hz for {s['closed_loop_s']:g} s: "
         f"{'sustained' if s['sustained'] else 'NOT sustained'} ({s['dropped']} dropped, "
         f"{s['gaps']} gaps, {s['watchdog_trips']} watchdog trips, latency p99 "
-        f"{s['latency_ms']['p99']:.1f} ms)"
+        f"{s['latency_ms']['p99']:.1f} ms)" + _first_attempt(s)
         for s in r["steps"]
     ]
     hold = r.get("hold")
@@ -194,6 +194,15 @@ def _throughput_figures(r: dict) -> list[str]:
             f"{memory['session_decisions']:.0f} decisions {memory['growth_per_session_mb']:+.1f} MB"
         )
     return lines
+
+
+def _first_attempt(step: dict) -> str:
+    first = step.get("first_attempt")
+    if first is None:
+        return ""
+    return (f" on a second attempt; the first: {first['dropped']} dropped, {first['gaps']} gaps, "
+            f"{first['watchdog_trips']} watchdog trips, latency p99 "
+            f"{first['latency_ms']['p99']:.1f} ms")  # fmt: skip
 
 
 def _decoder_figures(r: dict) -> list[str]:

@@ -7,7 +7,9 @@ fNIRS or recording, a short calibration, the tangent-space decoder deciding ever
 virtual subject pushes 10 ms chunks) at one channels × rate. A step
 is *sustained* when the engine's inlet saw every sample (no gap, no dropped sample, the count
 matching the stream's span), no watchdog tripped and decisions kept up (latency p99 under
-:data:`KEEPS_UP_MS`: an engine that falls behind has a backlog that grows without bound).
+:data:`KEEPS_UP_MS`: an engine that falls behind has a backlog that grows without bound). A step
+that is not sustained runs once more (one stall of a shared machine is not the engine's limit);
+the ladder stops at a step that fails twice, and the JSON keeps both attempts.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from tqdm import tqdm
 from bci.bench import machine_info
 
 LADDER = ((64, 1000.0), (128, 1000.0), (128, 2000.0), (256, 1000.0), (256, 2000.0))
-"""Channels × rate, in order of load; the ladder stops at the first step not sustained."""
+"""Channels × rate, in order of load; the ladder stops at the first step not sustained twice."""
 KEEPS_UP_MS = 100.0
 """Latency p99 above this means decisions fall behind the stream."""
 CHUNK_S = 0.01
@@ -63,6 +65,10 @@ def run_throughput_bench(json_path: Path, step_s: float = 60.0, hold_minutes: fl
     steps = []
     for channels, srate in tqdm(ladder, desc="ladder", unit="step"):
         step = _isolated(channels, srate, step_s, calibration_trials=calibration_trials)
+        if not step["sustained"]:  # once more; the first attempt stays in the result
+            step = _isolated(channels, srate, step_s, calibration_trials=calibration_trials) | {
+                "first_attempt": step
+            }
         steps.append(step)
         if not step["sustained"]:
             break
@@ -129,12 +135,12 @@ def _step(channels: int, srate: float, seconds: float, sample_memory: bool = Fal
     done = threading.Event()
     process = psutil.Process()
 
-    def sample(engine) -> None:  # RSS once a second, from the first closed-loop decision on
+    def sample(engine) -> None:  # RSS once a second over the closed loop, from its first decision
         while not engine.record.latency_times:
             if done.wait(0.1):
                 return
         start = engine.record.latency_times[0]
-        while not done.wait(1.0):
+        while not done.wait(1.0) and getattr(engine.block, "kind", None) == "closed_loop":
             memory.append((pylsl.local_clock() - start, process.memory_info().rss / 2**20))
 
     def on_engine(engine) -> None:
