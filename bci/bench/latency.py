@@ -334,7 +334,7 @@ def _plot(result: dict, samples: dict[str, np.ndarray], path: Path) -> None:
         hist.hist(values, bins=bins, histtype="step", label=name)
     hist.set(xscale="log", yscale="log", xlabel="ms (log)", ylabel="decisions (phase: pulses)",
              title=f"{cfg['channels']} ch · {cfg['srate']:g} Hz in {cfg['source_chunk_s'] * 1e3:g} "
-             f"ms chunks; EEGNet every {cfg['hop_s'] * 1e3:g} ms, phase: each tACS restart",
+             f"ms chunks\nEEGNet every {cfg['hop_s'] * 1e3:g} ms; phase: each tACS restart",
              )  # fmt: skip
     if samples:
         hist.legend()
