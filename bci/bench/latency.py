@@ -235,11 +235,16 @@ def _stop(process: subprocess.Popen) -> None:
         process.stdin.close()
 
 
-def peers_missing() -> str | None:
-    """Why ``--peers`` cannot run here (what to install), or None."""
+def _missing_peers() -> dict[str, str]:
+    """Each peer that cannot run here → why (what to install)."""
     from bci.bench.peers import peer_missing
 
-    return " ".join(filter(None, map(peer_missing, PEERS))) or None
+    return {name: why for name in PEERS if (why := peer_missing(name))}
+
+
+def peers_missing() -> str | None:
+    """Why ``--peers`` cannot run here (what to install), or None."""
+    return " ".join(_missing_peers().values()) or None
 
 
 def run_latency_bench(json_path: Path, seconds: float = 60.0, peers: bool | None = False,
@@ -247,12 +252,9 @@ def run_latency_bench(json_path: Path, seconds: float = 60.0, peers: bool | None
     """Run the benchmark; writes ``json_path`` and a PNG beside it. ``peers``: True runs them
     (and fails if one is not installed or fails), None runs each one installed (one that is
     missing or fails is named in the result)."""
-    from bci.bench.peers import peer_missing
-
     json_path = Path(json_path)
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    missing = {name: peer_missing(name) for name in PEERS} if peers is not False else {}
-    missing = {name: why for name, why in missing.items() if why}
+    missing = _missing_peers() if peers is not False else {}
     if peers and missing:
         raise RuntimeError(" ".join(missing.values()))
     run_peers = [name for name in PEERS if peers is not False and name not in missing]

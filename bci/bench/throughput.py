@@ -64,11 +64,14 @@ def run_throughput_bench(json_path: Path, step_s: float = 60.0, hold_minutes: fl
     json_path.parent.mkdir(parents=True, exist_ok=True)
     steps = []
     for channels, srate in tqdm(ladder, desc="ladder", unit="step"):
-        step = _isolated(channels, srate, step_s, calibration_trials=calibration_trials)
-        if not step["sustained"]:  # once more; the first attempt stays in the result
-            step = _isolated(channels, srate, step_s, calibration_trials=calibration_trials) | {
-                "first_attempt": step
-            }
+        first = None
+        for _ in range(2):  # a step not sustained runs once more; its first attempt is kept
+            step = _isolated(channels, srate, step_s, calibration_trials=calibration_trials)
+            if first is not None:
+                step["first_attempt"] = first
+            if step["sustained"]:
+                break
+            first = step
         steps.append(step)
         if not step["sustained"]:
             break
