@@ -352,14 +352,14 @@ def _stimulate(run: OfflineRun, path: StimulationPath, clock: _Clock, script: li
         elif origin == "hold":
             path.hold_safe(clock.now, newest)
         elif origin == "pulse":  # the crossing the live trigger fired at, governed again
-            amplitude = path.governor.request(protocol.controller.amplitude, clock.now)
+            path.governor.request(protocol.controller.amplitude, clock.now)
             fire = path.governor.request_pulse(clock.now)
             # the device's reply is an input too: a Magstim skips a fire while it recharges
-            delivered = int(item["pulses"]) if reproducing else 1
-            path.write(amplitude, newest, int(fire) and delivered, origin="pulse",
-                       decided_at=clock.now)  # fmt: skip
+            delivered = bool(item["pulses"]) if reproducing else True
+            path.write(newest, origin="pulse", decided_at=clock.now, pulse=fire and delivered)
         elif origin in ("start", "end", "estop"):  # estop: the governor stopped at the event
-            path.write(0.0, newest, origin=origin, decided_at=clock.now)
+            path.write(newest, origin=origin, decided_at=clock.now,
+                       command=path.governor.zero_now(clock.now))  # fmt: skip
     if not decoded:
         run.outputs = np.array(biomarker).reshape(-1, 1)
 

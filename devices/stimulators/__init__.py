@@ -1,14 +1,21 @@
 """Stimulators: simulated, Magstim TMS over serial, open-hardware tES over serial, one lifecycle."""
 
-from devices.stimulators.base import StimCommand, Stimulator, StimulatorError
+from devices.stimulators.base import (
+    CommandRefused,
+    SessionLimits,
+    StimCommand,
+    Stimulator,
+    StimulatorError,
+)
 from devices.stimulators.simulated import SimulatedStimulator
 
 STIMULATOR_KINDS = ("simulated", "magstim", "tes")
 """The protocol's ``stimulator.kind`` values."""
 
 
-def open_stimulator(section) -> Stimulator:
-    """The (not yet connected) stimulator a protocol's ``[stimulator]`` section names.
+def open_stimulator(section, limits: SessionLimits) -> Stimulator:
+    """The (not yet connected) stimulator a protocol's ``[stimulator]`` section names, holding
+    the session's ``limits`` (it refuses commands beyond them, behind the governor).
 
     Raises
     ------
@@ -16,7 +23,7 @@ def open_stimulator(section) -> Stimulator:
         A hardware stimulator without a port.
     """
     if section.kind == "simulated":
-        return SimulatedStimulator(section.modality)
+        return SimulatedStimulator(section.modality, limits)
     if not section.port:
         raise StimulatorError(
             f"stimulator.port is empty: a {section.kind} stimulator needs its serial port, e.g. "
@@ -25,14 +32,16 @@ def open_stimulator(section) -> Stimulator:
     if section.kind == "magstim":
         from devices.stimulators.magstim import MagstimStimulator
 
-        return MagstimStimulator(section.port, max_power_pct=section.limits.max_amplitude)
+        return MagstimStimulator(section.port, max_power_pct=limits.max_amplitude, limits=limits)
     from devices.stimulators.tes import TesStimulator
 
-    return TesStimulator(section.port, modality=section.modality)
+    return TesStimulator(section.port, modality=section.modality, limits=limits)
 
 
 __all__ = [
     "STIMULATOR_KINDS",
+    "CommandRefused",
+    "SessionLimits",
     "SimulatedStimulator",
     "StimCommand",
     "Stimulator",

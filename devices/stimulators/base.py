@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pylsl
 
 from bci.safety.ceilings import HARD_CEILINGS
+from bci.safety.command import GovernedCommand
 
 HOST_DEADMAN_S = 0.25
 """A driver's keep-alive feeds its device only while the host's loop is alive (it polled or
@@ -20,6 +21,62 @@ wrote within this long): a hung engine then lets the device's own watchdog zero 
 class StimulatorError(RuntimeError):
     """The stimulator failed or stopped answering (port closed, error reply, read-back
     mismatch). The engine latches its emergency stop and ends the session on it."""
+
+
+class CommandRefused(StimulatorError):
+    """The driver refused a command beyond the session limits it holds, or one that is not its
+    governor's; nothing was written. The governor should never make one: the engine treats it
+    as a failure (emergency stop, session ends)."""
+
+
+_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """The session limits a driver enforces itself, behind the governor (defence in depth)."""
+
+    max_amplitude: float
+    """Largest |amplitude| (mA, or %MSO for TMS)."""
+    frequency_hz: float | None = None
+    """The only non-zero frequency allowed, Hz (0: none; None: not checked here)."""
+    max_step: float = math.inf
+    """Largest change away from zero in one command (the governor's slew step), unit."""
+    ramp_s: float = 0.0
+    """The time a device that ramps by itself should take over any one change, s (tES: the
+    governor's longest step time, so the device never steps and a step the governor allows
+    moves at no more than the session slew)."""
+    min_pulse_interval_s: float = 0.0
+    """Shortest time between two pulses, by the governor's clock, s."""
+
+    @classmethod
+    def from_governor(cls, settings) -> SessionLimits:
+        """The driver's share of a :class:`GovernorSettings`."""
+        slewed = settings.slewed
+        return cls(
+            max_amplitude=settings.max_amplitude, frequency_hz=settings.frequency_hz,
+            max_step=settings.max_slew_per_s * settings.max_step_s if slewed else math.inf,
+            ramp_s=settings.max_step_s if slewed else 0.0,
+            min_pulse_interval_s=settings.min_pulse_interval_s,
+        )  # fmt: skip
+
+    def refusal(self, command: GovernedCommand, last: StimCommand | None,
+                last_pulse_at: float | None) -> str | None:  # fmt: skip
+        """Why ``command`` is beyond these limits after ``last``; None when it is within."""
+        amplitude, before = command.amplitude, (last.amplitude if last is not None else 0.0)
+        if abs(amplitude) > self.max_amplitude + _TOLERANCE:
+            return f"|amplitude| {abs(amplitude):g} above the session limit {self.max_amplitude:g}"
+        if self.frequency_hz is not None and command.frequency_hz not in (0.0, self.frequency_hz):
+            return f"frequency {command.frequency_hz:g} Hz, the session's is {self.frequency_hz:g}"
+        toward_zero = min(0.0, before) <= amplitude <= max(0.0, before)  # a fall is always safe
+        if not toward_zero and abs(amplitude - before) > self.max_step * (1 + 1e-6) + _TOLERANCE:
+            return (f"a step of {abs(amplitude - before):g} (from {before:g} to {amplitude:g}); "
+                    f"the session slew allows {self.max_step:g} per command")  # fmt: skip
+        if (command.pulses and last_pulse_at is not None
+                and command.decided_at - last_pulse_at < self.min_pulse_interval_s - 1e-6):
+            return (f"a pulse {command.decided_at - last_pulse_at:.3f} s after the previous one; "
+                    f"the session allows one every {self.min_pulse_interval_s:g} s")  # fmt: skip
+        return None
 
 
 @dataclass(frozen=True)
@@ -52,7 +109,10 @@ class Stimulator(ABC):
 
     modality: str = "tdcs"
 
-    def __init__(self) -> None:
+    def __init__(self, limits: SessionLimits | None = None) -> None:
+        self.limits = limits or SessionLimits(HARD_CEILINGS[self.modality].max_amplitude)
+        """What this driver refuses beyond (default: the hard ceiling only; a session's
+        stimulator always gets the session's limits, :func:`open_stimulator`)."""
         self._connected = False
         self._started = False
         self._fault: StimulatorError | None = None
@@ -63,6 +123,10 @@ class Stimulator(ABC):
         self.last: StimCommand | None = None
         self.n_commands = 0
         self.n_pulses = 0
+        self._governor: int | None = None
+        """The governor whose commands this driver takes (the first one it is given)."""
+        self._written_seq = 0
+        self._last_pulse_at: float | None = None
 
     @property
     def connected(self) -> bool:
@@ -102,36 +166,60 @@ class Stimulator(ABC):
         """The device's latest measurements (current, impedance, faults); empty if none."""
         return {}
 
-    def write(self, amplitude: float, frequency_hz: float, pulses: int, sample_time: float):
-        """Send one command; returns the :class:`StimCommand` with its write time.
+    def write(self, command: GovernedCommand, sample_time: float) -> StimCommand:
+        """Send one command the governor made; returns the :class:`StimCommand` with its write
+        time.
 
         Raises
         ------
+        TypeError
+            ``command`` is not a :class:`GovernedCommand` (only the governor makes those).
+        CommandRefused
+            The command is not this session's governor's, is stale, or is beyond the session
+            limits this driver holds; nothing was written.
         StimulatorError
             The device failed; the output state is unknown, stop and disconnect.
         """
         if not self._started:
             raise RuntimeError(f"{type(self).__name__} is not started; call start() first.")
+        if type(command) is not GovernedCommand:
+            raise TypeError(f"a stimulator takes only the governor's commands (GovernedCommand), "
+                            f"got {type(command).__name__}; nothing was written.")  # fmt: skip
         self.poll()
-        ceiling = HARD_CEILINGS[self.modality].max_amplitude
-        # the governor already enforces this; the driver refuses it again as a last line
-        if not (math.isfinite(amplitude) and abs(amplitude) <= ceiling):
-            raise ValueError(
-                f"amplitude {amplitude!r} is not finite or above the {self.modality} hard "
-                f"ceiling of {ceiling}; nothing was written."
-            )
-        if not (math.isfinite(frequency_hz) and frequency_hz >= 0 and pulses in (0, 1)):
-            raise ValueError(
-                f"frequency_hz must be finite and >= 0 and pulses 0 or 1, got "
-                f"{frequency_hz!r}, {pulses!r}; nothing was written."
-            )
-        delivered = self._write(amplitude, frequency_hz, pulses)
-        pulses = pulses if delivered is None else delivered
-        command = StimCommand(amplitude, frequency_hz, pulses, pylsl.local_clock(), sample_time)
-        self.last = command
+        self._check(command)
+        delivered = self._write(command.amplitude, command.frequency_hz, command.pulses)
+        pulses = command.pulses if delivered is None else delivered
+        written = StimCommand(command.amplitude, command.frequency_hz, pulses, pylsl.local_clock(),
+                              sample_time)  # fmt: skip
+        self.last = written
         self.n_commands += 1
         self.n_pulses += pulses
-        return command
+        if command.pulses:
+            self._last_pulse_at = command.decided_at
+        return written
+
+    def _check(self, command: GovernedCommand) -> None:
+        """Refuse a command from another governor, a stale one, or one beyond the limits."""
+        if self._governor is None:
+            self._governor = command.issuer
+        reason = None
+        if command.issuer != self._governor:
+            reason = "it comes from another governor than this session's"
+        elif command.seq <= self._written_seq:
+            reason = (f"it is stale (command {command.seq}; {self._written_seq} was written "
+                      "already)")  # fmt: skip
+        elif abs(command.amplitude) > HARD_CEILINGS[self.modality].max_amplitude:
+            reason = f"|amplitude| {abs(command.amplitude):g} is above the hard ceiling"
+        elif command.frequency_hz < 0 or command.pulses not in (0, 1):
+            reason = (f"frequency_hz must be >= 0 and pulses 0 or 1, got "
+                      f"{command.frequency_hz:g}, {command.pulses}")  # fmt: skip
+        else:
+            reason = self.limits.refusal(command, self.last, self._last_pulse_at)
+        if reason is not None:
+            raise CommandRefused(f"{type(self).__name__} refused a command: {reason}; nothing "
+                                 "was written. This is a fault of the software above the driver: "
+                                 "the session stops.")  # fmt: skip
+        self._written_seq = command.seq
 
     def stop(self) -> None:
         """Output to zero (TMS: disarm); idempotent. Raises :class:`StimulatorError` if the

@@ -19,7 +19,7 @@ from dataclasses import astuple, dataclass
 
 import serial
 
-from devices.stimulators.base import HOST_DEADMAN_S, Stimulator, StimulatorError
+from devices.stimulators.base import HOST_DEADMAN_S, SessionLimits, Stimulator, StimulatorError
 
 PORT_HINT = "check the cable and set --set stimulator.port=..."
 
@@ -118,12 +118,15 @@ class MagstimStimulator(Stimulator):
     keepalive_s : float
         A keep-alive goes out when nothing was sent for this long, s (≤ 0.5; the device
         disarms after 1 s of silence).
+    limits : SessionLimits | None
+        The session's limits, refused beyond by the driver itself (default the hard ceiling).
     """
 
     modality = "tms"
 
     def __init__(self, port: str, max_power_pct: float = 100.0, baudrate: int = 9600,
-                 reply_timeout_s: float = 0.3, keepalive_s: float = 0.3) -> None:  # fmt: skip
+                 reply_timeout_s: float = 0.3, keepalive_s: float = 0.3,
+                 limits: SessionLimits | None = None) -> None:  # fmt: skip
         if not 0 < max_power_pct <= 100:
             raise ValueError(f"max_power_pct must be within (0, 100] %MSO, got {max_power_pct!r}.")
         if not 0 < reply_timeout_s <= 5:
@@ -147,7 +150,7 @@ class MagstimStimulator(Stimulator):
         self._armed = False
         self.status = MagstimStatus()
         """The latest status byte the device sent (its state before that command)."""
-        super().__init__()
+        super().__init__(limits)
 
     def _reset(self) -> None:
         super()._reset()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bci.safety.ceilings import HARD_CEILINGS
-from devices.stimulators.base import Stimulator
+from devices.stimulators.base import SessionLimits, Stimulator
 
 
 class SimulatedStimulator(Stimulator):
@@ -16,14 +16,16 @@ class SimulatedStimulator(Stimulator):
     ----------
     modality : str
         tdcs | tacs | tms | pulse_train.
+    limits : SessionLimits | None
+        The session's limits, refused beyond (default the hard ceiling).
     """
 
-    def __init__(self, modality: str = "tdcs") -> None:
+    def __init__(self, modality: str = "tdcs", limits: SessionLimits | None = None) -> None:
         if modality not in HARD_CEILINGS:
             raise ValueError(f"modality must be one of {sorted(HARD_CEILINGS)}, got {modality!r}.")
         self.modality = modality
         self.output = (0.0, 0.0, 0)
-        super().__init__()
+        super().__init__(limits)
 
     def _connect(self) -> None:
         self.output = (0.0, 0.0, 0)

@@ -11,7 +11,7 @@ import pylsl
 import serial
 
 from bci.safety.ceilings import HARD_CEILINGS
-from devices.stimulators.base import Stimulator, StimulatorError
+from devices.stimulators.base import SessionLimits, Stimulator, StimulatorError
 from devices.stimulators.tes_protocol import (
     IMPEDANCE_OPEN,
     PAYLOADS,
@@ -65,6 +65,10 @@ class TesStimulator(Stimulator):
         Heartbeat period, s; at most a third of the device's 500 ms watchdog.
     max_impedance_ohm : float
         Electrode impedance above which a running session fails, Ω.
+    limits : SessionLimits | None
+        The session's limits: refused beyond by the driver, and the device's own ramp is set to
+        ``limits.ramp_s`` so the hardware never steps either (default: the hard ceiling and
+        no device ramp).
     """
 
     TELEMETRY_EVERY = 3
@@ -74,7 +78,8 @@ class TesStimulator(Stimulator):
 
     def __init__(self, port: str, modality: str = "tdcs", baudrate: int = 115200,
                  reply_timeout_s: float = 0.2, heartbeat_s: float = 0.1,
-                 max_impedance_ohm: float = 20000) -> None:  # fmt: skip
+                 max_impedance_ohm: float = 20000,
+                 limits: SessionLimits | None = None) -> None:  # fmt: skip
         if modality not in ("tdcs", "tacs"):
             raise ValueError(f"modality must be 'tdcs' or 'tacs', got {modality!r}.")
         if not (0 < heartbeat_s <= WATCHDOG_S / 3 and reply_timeout_s > 0 < max_impedance_ohm):
@@ -97,7 +102,7 @@ class TesStimulator(Stimulator):
         self._telemetry: dict = {}
         self._heartbeat: threading.Thread | None = None
         self._halt = threading.Event()
-        super().__init__()
+        super().__init__(limits)
 
     def _connect(self) -> None:
         try:
@@ -111,10 +116,13 @@ class TesStimulator(Stimulator):
         self._decoder = FrameDecoder()
         try:
             self._identify()
-            # STOP clears a fault latched in an earlier session; the governor slews, so the
-            # device ramp is off and amplitudes apply as written
-            for cmd, value in ((Cmd.STOP, None), (Cmd.SET_RAMP, 0), (Cmd.SET_AMPLITUDE, 0),
-                               (Cmd.SET_FREQUENCY, 0)):  # fmt: skip
+            # STOP clears a fault latched in an earlier session. The device ramps every change
+            # over the governor's longest step time: a step the governor allows then moves at
+            # no more than the session slew on the hardware too, and no change is ever a jump
+            # (an E-stop's zero takes that long; the device's STOP safe-off takes 100 ms)
+            ramp_ms = round(self.limits.ramp_s * 1000)
+            for cmd, value in ((Cmd.STOP, None), (Cmd.SET_RAMP, ramp_ms),
+                               (Cmd.SET_AMPLITUDE, 0), (Cmd.SET_FREQUENCY, 0)):  # fmt: skip
                 self._command(cmd, value)
             self._amplitude_ua = self._frequency_mhz = 0
         except BaseException:

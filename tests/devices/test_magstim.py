@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from devices.emulators.magstim import MagstimEmulator
+from devices.stimulators import CommandRefused, SessionLimits
 from devices.stimulators.base import StimulatorError
 from devices.stimulators.magstim import (
     MagstimRefused,
@@ -22,6 +23,7 @@ from devices.stimulators.magstim import (
     frame,
 )
 from tests.conftest import wait_for
+from tests.devices.governed import governed
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MISSING_PORT = "/dev/ttyNEUROLOOP-missing"
@@ -66,14 +68,14 @@ def test_lifecycle_arms_fires_disarms_and_releases(magstim):
     tms.connect()
     assert magstim.remote and kinds(magstim) == ["remote-on"]
     tms.start()
-    assert tms.write(60.0, 0.0, 0, 0.0).pulses == 0
+    assert tms.write(governed(60.0, 0.0, 0), 0.0).pulses == 0
     assert magstim.armed and magstim.power == 60
     assert wait_for(lambda: magstim.ready, 2.0)
-    command = tms.write(60.0, 0.0, 1, 0.0)
+    command = tms.write(governed(60.0, 0.0, 1), 0.0)
     assert command.pulses == 1 and tms.n_pulses == 1
     assert magstim.pulses == 1 and magstim.events_of("fired")[0].detail == "60% MSO"
     assert tms.telemetry()["power_pct"] == 60
-    assert tms.write(0.0, 0.0, 0, 0.0).pulses == 0
+    assert tms.write(governed(0.0, 0.0, 0), 0.0).pulses == 0
     assert not magstim.armed
     tms.stop()
     assert not tms.telemetry()["armed"]  # stop read the status back
@@ -85,7 +87,7 @@ def test_lifecycle_arms_fires_disarms_and_releases(magstim):
 
 
 def test_keepalive_holds_the_device_armed(magstim, tms):
-    tms.write(50.0, 0.0, 0, 0.0)
+    tms.write(governed(50.0, 0.0, 0), 0.0)
     received = magstim.n_messages
     # the device disarms after 1 s of silence; the keep-alive holds it armed for twice that
     # while the host polls, as the engine's loop does every iteration
@@ -96,7 +98,7 @@ def test_keepalive_holds_the_device_armed(magstim, tms):
 
 
 def test_a_hung_host_gets_the_coil_disarmed_by_the_keepalive(magstim, tms):
-    tms.write(50.0, 0.0, 0, 0.0)
+    tms.write(governed(50.0, 0.0, 0), 0.0)
     start = time.monotonic()
     # nobody polls: the keep-alive disarms instead of holding the coil armed for a dead loop
     assert wait_for(lambda: not magstim.armed, 1.0)
@@ -107,22 +109,22 @@ def test_a_hung_host_gets_the_coil_disarmed_by_the_keepalive(magstim, tms):
 
 
 def test_fire_while_charging_is_skipped(magstim, tms):
-    assert tms.write(60.0, 0.0, 1, 0.0).pulses == 0  # just armed: still charging
+    assert tms.write(governed(60.0, 0.0, 1), 0.0).pulses == 0  # just armed: still charging
     assert tms.n_skipped == 1 and magstim.pulses == 0 and magstim.armed
     assert wait_for(lambda: magstim.ready, 2.0)
-    assert tms.write(60.0, 0.0, 1, 0.0).pulses == 1
-    assert tms.write(60.0, 0.0, 1, 0.0).pulses == 0  # recharging after the pulse
+    assert tms.write(governed(60.0, 0.0, 1), 0.0).pulses == 1
+    assert tms.write(governed(60.0, 0.0, 1), 0.0).pulses == 0  # recharging after the pulse
     assert wait_for(lambda: magstim.ready, 2.0)
-    assert tms.write(70.0, 0.0, 1, 0.0).pulses == 0  # recharging after the power change
+    assert tms.write(governed(70.0, 0.0, 1), 0.0).pulses == 0  # recharging after the power change
     assert tms.n_skipped == 3 and tms.n_pulses == 1 and magstim.pulses == 1
     tms.poll()
 
 
 def test_fire_after_the_device_disarmed_itself_raises(magstim, tms):
-    tms.write(60.0, 0.0, 0, 0.0)
+    tms.write(governed(60.0, 0.0, 0), 0.0)
     magstim.trip("coil over temperature")
     with pytest.raises(StimulatorError, match=r"refused EH \(fire\): state conflict — not armed"):
-        tms.write(60.0, 0.0, 1, 0.0)
+        tms.write(governed(60.0, 0.0, 1), 0.0)
     assert magstim.pulses == 0
 
 
@@ -146,21 +148,22 @@ def test_power_readback_mismatch_is_refused():
         tms = MagstimStimulator(magstim.port, reply_timeout_s=0.2)
         with tms:
             with pytest.raises(StimulatorError, match="reads back 61 %MSO after being set to 60"):
-                tms.write(60.0, 0.0, 1, 0.0)
+                tms.write(governed(60.0, 0.0, 1), 0.0)
             assert not magstim.armed and magstim.pulses == 0
 
 
-def test_above_max_power_is_refused_before_anything_is_sent(magstim):
-    with MagstimStimulator(magstim.port, max_power_pct=50.0) as tms:
+def test_beyond_the_session_limits_is_refused_before_anything_is_sent(magstim):
+    limits = SessionLimits(max_amplitude=50.0, frequency_hz=0.0, min_pulse_interval_s=1.0)
+    with MagstimStimulator(magstim.port, max_power_pct=50.0, limits=limits) as tms:
         sent = magstim.n_messages
-        with pytest.raises(ValueError, match=r"max_power_pct \(50\)"):
-            tms.write(60.0, 0.0, 0, 0.0)
+        with pytest.raises(CommandRefused, match="above the session limit 50"):
+            tms.write(governed(60.0, 0.0, 0), 0.0)
         with pytest.raises(ValueError, match="outside"):
-            tms.write(-5.0, 0.0, 0, 0.0)
-        with pytest.raises(ValueError, match="frequency_hz must be 0"):
-            tms.write(40.0, 10.0, 0, 0.0)
+            tms.write(governed(-5.0, 0.0, 0), 0.0)
+        with pytest.raises(CommandRefused, match="frequency 10 Hz"):
+            tms.write(governed(40.0, 10.0, 0), 0.0)
         assert magstim.n_messages == sent and not magstim.armed
-        tms.write(49.6, 0.0, 0, 0.0)  # integer %MSO
+        tms.write(governed(49.6, 0.0, 0), 0.0)  # integer %MSO
         assert magstim.power == 50
 
 
@@ -205,10 +208,10 @@ def test_garbled_reply_is_refused():
 
 def test_silent_or_slow_device_times_out(tms, magstim):
     magstim.reply_delay_s = 0.05  # slower than a real 200², within the timeout
-    tms.write(40.0, 0.0, 0, 0.0)
+    tms.write(governed(40.0, 0.0, 0), 0.0)
     magstim.reply_delay_s = 0.5
     with pytest.raises(StimulatorError, match=r"did not answer .* within 0.2 s; check the cable"):
-        tms.write(0.0, 0.0, 0, 0.0)
+        tms.write(governed(0.0, 0.0, 0), 0.0)
     magstim.reply_delay_s = 0.0
     # the late reply reaches the port; the next command must not take it for its own
     assert wait_for(lambda: magstim.replies_pending == 0 and tms._serial.in_waiting, 2.0)
@@ -221,10 +224,10 @@ def test_silent_or_slow_device_times_out(tms, magstim):
 
 
 def test_unplugged_port_raises_and_poll_reports_it(magstim, tms):
-    tms.write(60.0, 0.0, 0, 0.0)
+    tms.write(governed(60.0, 0.0, 0), 0.0)
     magstim.unplug()
     with pytest.raises(StimulatorError, match=r"port .* closed or failed.*stimulator\.port="):
-        tms.write(60.0, 0.0, 1, 0.0)
+        tms.write(governed(60.0, 0.0, 1), 0.0)
 
     def poll_raises() -> bool:
         try:
@@ -241,10 +244,11 @@ def test_killed_engine_leaves_the_device_disarmed(magstim):
     engine = textwrap.dedent(f"""
         import threading
         from devices.stimulators.magstim import MagstimStimulator
+        from tests.devices.governed import governed
         tms = MagstimStimulator({magstim.port!r})
         tms.connect()
         tms.start()
-        tms.write(50.0, 0.0, 0, 0.0)
+        tms.write(governed(50.0, 0.0, 0), 0.0)
         print("armed", flush=True)
         threading.Event().wait()
     """)

@@ -18,6 +18,7 @@ import pytest
 import serial
 
 from devices.emulators.tes import TesEmulator
+from devices.stimulators import CommandRefused, SessionLimits
 from devices.stimulators.base import HOST_DEADMAN_S, StimulatorError
 from devices.stimulators.tes import TesStimulator
 from devices.stimulators.tes_protocol import (
@@ -34,6 +35,7 @@ from devices.stimulators.tes_protocol import (
     encode_frame,
 )
 from tests.conftest import wait_for
+from tests.devices.governed import governed
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -189,13 +191,13 @@ def test_tdcs_lifecycle_follows_on_the_device(device):
     assert device.state == "idle"
     stimulator.start()
     assert device.running
-    stimulator.write(-1.5, 0.0, 0, 0.0)
+    stimulator.write(governed(-1.5, 0.0, 0), 0.0)
     assert device.output_ma == -1.5
-    stimulator.write(-1.5, 0.0, 0, 0.0)  # unchanged: nothing is sent
+    stimulator.write(governed(-1.5, 0.0, 0), 0.0)  # unchanged: nothing is sent
     assert [e.detail for e in device.events_of("amplitude")][-2:] == ["0 uA", "-1500 uA"]
-    assert stimulator.write(-1.5, 0.0, 1, 0.0).pulses == 0  # no phase to reset in DC
+    assert stimulator.write(governed(-1.5, 0.0, 1), 0.0).pulses == 0  # no phase to reset in DC
     with pytest.raises(ValueError, match="frequency_hz 0"):
-        stimulator.write(1.0, 10.0, 0, 0.0)
+        stimulator.write(governed(1.0, 10.0, 0), 0.0)
     assert wait_for(lambda: stimulator.telemetry().get("compliance_v", 0) > 7, 1.0)
     reading = stimulator.telemetry()
     assert reading["current_ma"] == pytest.approx(-1.5, abs=0.02)
@@ -209,24 +211,24 @@ def test_tdcs_lifecycle_follows_on_the_device(device):
 
 def test_tacs_sets_frequency_and_resets_the_phase(device):
     with TesStimulator(device.port, "tacs") as stimulator:
-        stimulator.write(1.0, 10.0, 0, 0.0)
+        stimulator.write(governed(1.0, 10.0, 0), 0.0)
         # the frequency went first: 1 mA was never driven as DC
         kinds = [e.kind for e in device.events if e.kind in ("amplitude", "frequency")]
         assert kinds[-2:] == ["frequency", "amplitude"]
         assert (device.output_ma, device.frequency_hz) == (1.0, 10.0)
-        assert stimulator.write(1.0, 10.0, 1, 0.0).pulses == 1
+        assert stimulator.write(governed(1.0, 10.0, 1), 0.0).pulses == 1
         assert stimulator.n_pulses == 1 and len(device.events_of("phase-reset")) == 1
-        stimulator.write(0.0, 0.0, 0, 0.0)
+        stimulator.write(governed(0.0, 0.0, 0), 0.0)
         kinds = [e.kind for e in device.events if e.kind in ("amplitude", "frequency")]
         assert kinds[-2:] == ["amplitude", "frequency"] and device.output_ma == 0
-        assert stimulator.write(0.0, 0.0, 1, 0.0).pulses == 0
+        assert stimulator.write(governed(0.0, 0.0, 1), 0.0).pulses == 0
         with pytest.raises(ValueError, match=r"0\.1–150"):
-            stimulator.write(1.0, 200.0, 0, 0.0)
+            stimulator.write(governed(1.0, 200.0, 0), 0.0)
     assert not device.running and device.output_ma == 0
 
 
 def test_heartbeats_keep_the_output_on_without_commands(device, tdcs):
-    tdcs.write(1.0, 0.0, 0, 0.0)
+    tdcs.write(governed(1.0), 0.0)
     held_until = time.monotonic() + 1.6  # > 3 watchdog periods with no command
     while time.monotonic() < held_until:
         assert device.output_ma == 1.0 and device.running
@@ -236,7 +238,7 @@ def test_heartbeats_keep_the_output_on_without_commands(device, tdcs):
 
 
 def test_a_hung_host_lets_the_device_watchdog_zero_the_output(device, tdcs):
-    tdcs.write(1.0, 0.0, 0, 0.0)
+    tdcs.write(governed(1.0), 0.0)
     start = time.monotonic()
     # nobody polls: the heartbeat stops feeding the device, whose watchdog zeroes the output
     assert wait_for(lambda: device.output_ma == 0, 1.5)
@@ -247,11 +249,11 @@ def test_a_hung_host_lets_the_device_watchdog_zero_the_output(device, tdcs):
 def test_device_refusal_names_the_command_and_error():
     with TesEmulator(max_dc_ua=1000) as device, TesStimulator(device.port) as stimulator:
         with pytest.raises(StimulatorError, match=r"refused SET_AMPLITUDE 1500: OUT_OF_RANGE"):
-            stimulator.write(1.5, 0.0, 0, 0.0)
+            stimulator.write(governed(1.5, 0.0, 0), 0.0)
         assert device.output_ma == 0 and device.events_of("nak")
         device.hardware_fault = True
         with pytest.raises(StimulatorError, match=r"HARDWARE_FAULT — .*power-cycle"):
-            stimulator.write(0.5, 0.0, 0, 0.0)
+            stimulator.write(governed(0.5, 0.0, 0), 0.0)
 
 
 def test_connect_refuses_firmware_looser_than_the_hard_ceiling():
@@ -263,7 +265,7 @@ def test_connect_refuses_firmware_looser_than_the_hard_ceiling():
 
 
 def test_high_impedance_fails_the_session_at_poll(device, tdcs):
-    tdcs.write(1.0, 0.0, 0, 0.0)
+    tdcs.write(governed(1.0), 0.0)
     device.impedance_ohm = 35_000
     assert wait_for(lambda: poll_raises(tdcs), 1.0)
     with pytest.raises(StimulatorError, match=r"impedance 35 kΩ above 20 kΩ.*sponges"):
@@ -273,22 +275,22 @@ def test_high_impedance_fails_the_session_at_poll(device, tdcs):
 
 
 def test_device_fault_bit_fails_the_session(device, tdcs):
-    tdcs.write(2.0, 0.0, 0, 0.0)
+    tdcs.write(governed(2.0), 0.0)
     device.inject_fault("over-current")
     assert wait_for(lambda: poll_raises(tdcs), 1.0)
     with pytest.raises(StimulatorError, match=r"reported over-current.*short"):
-        tdcs.write(2.0, 0.0, 0, 0.0)
+        tdcs.write(governed(2.0), 0.0)
     assert device.fault == ["over-current"] and not device.running
     assert wait_for(lambda: device.output_ma == 0, 0.2)  # the 100 ms safe-off ramp
 
 
 def test_unplugged_port_raises_with_what_to_do(device, tdcs):
-    tdcs.write(1.0, 0.0, 0, 0.0)
+    tdcs.write(governed(1.0), 0.0)
     device.unplug()
     with pytest.raises(StimulatorError, match=r"tES stimulator.*(cable|reply)"):
         deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline:  # the heartbeat or the write meets it first
-            tdcs.write(1.0, 0.0, 0, 0.0)
+            tdcs.write(governed(1.0), 0.0)
     tdcs.disconnect()  # never raises on a dead port
 
 
@@ -315,10 +317,11 @@ def test_killed_engine_leaves_the_output_off(device):
     engine = textwrap.dedent(f"""
         import threading
         from devices.stimulators.tes import TesStimulator
+        from tests.devices.governed import governed
         stimulator = TesStimulator({device.port!r}, "tdcs")
         stimulator.connect()
         stimulator.start()
-        stimulator.write(1.0, 0.0, 0, 0.0)
+        stimulator.write(governed(1.0, 0.0, 0), 0.0)
         print("on", flush=True)
         threading.Event().wait(30)
     """)
@@ -337,3 +340,16 @@ def test_killed_engine_leaves_the_output_off(device):
     off = device.events_of("output-off")[-1].time
     assert off - killed < 1.0 and device.events_of("watchdog")
     assert device.fault == ["watchdog"] and not device.running
+
+
+def test_the_device_ramp_follows_the_session_slew_and_the_driver_its_limits(device):
+    limits = SessionLimits(max_amplitude=1.0, frequency_hz=0.0, max_step=0.06, ramp_s=0.06)
+    with TesStimulator(device.port, "tdcs", limits=limits) as stimulator:
+        # every change moves over the governor's longest step time on the device itself
+        assert device.ramp_ms == 60
+        stimulator.write(governed(0.05), 0.0)
+        with pytest.raises(CommandRefused, match="session slew"):
+            stimulator.write(governed(0.5), 0.0)
+        with pytest.raises(CommandRefused, match="session limit"):
+            stimulator.write(governed(1.5), 0.0)
+        assert [e.detail for e in device.events_of("amplitude")][-1] == "50 uA"
