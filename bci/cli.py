@@ -53,6 +53,9 @@ def cmd_check(args) -> int:
         f"~{planned_duration_s(blocks):.0f} s, {protocol.stimulator.modality} ≤ "
         f"{protocol.stimulator.limits.max_amplitude} ({protocol.stimulator.kind} stimulator)"
     )
+    from bci.cli_dose import check_lines
+
+    print("\n".join(f"  {line}" for line in check_lines(protocol)))
     return 0
 
 
@@ -62,13 +65,14 @@ def cmd_run(args) -> int:
         return EXIT_BAD_INPUT
     protocol, text, path = loaded
     from bci.acquire import StreamNotFoundError
-    from bci.cli_stim import estop_on_ctrl_c
+    from bci.cli_stim import end_on_signals, estop_on_ctrl_c
     from bci.engine.control import ControlInbox
     from bci.engine.session import default_out_dir, run_session
 
     out = Path(args.out) if args.out else default_out_dir()
     inbox, stop, engines = ControlInbox(), threading.Event(), []
     previous = estop_on_ctrl_c(inbox, stop, lambda: bool(engines) and engines[0].governor.estopped)
+    previous_end = end_on_signals(inbox, stop)
     try:
         summary, _ = run_session(protocol, path, text, out, max_minutes=args.minutes, stop=stop,
                                  inbox=inbox, on_engine=engines.append,
@@ -85,6 +89,8 @@ def cmd_run(args) -> int:
         return 1
     finally:
         signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous_end.items():
+            signal.signal(signum, handler)
     print(f"session done in {summary['duration_s']:.0f} s → {out}\n" + session_report(summary))
     return 0
 
@@ -378,10 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="cued trials EEGNet is fitted on first (default 16)")  # fmt: skip
     lat.set_defaults(func=cmd_bench_latency)
 
+    from bci.cli_dose import add_dose_parser
     from bci.cli_replay import add_replay_parsers
     from bci.cli_stim import add_stim_parsers
     from bci.cli_train import add_train_parser
 
+    add_dose_parser(sub)
     add_train_parser(sub)
     add_stim_parsers(sub, bench_sub)
     add_replay_parsers(sub, bench_sub, _add_set)

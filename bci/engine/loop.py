@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 import numpy as np
 import pylsl
@@ -27,11 +26,11 @@ from bci.engine.record import EngineRecord
 from bci.engine.stimulation import NONFINITE, StimulationPath, governor_step_s
 from bci.engine.timeline import PlannedBlock, seconds_until_fit
 from bci.protocol import Protocol
+from bci.safety.dose import DoseTotals
 from bci.safety.governor import Governor
 from devices.stimulators import Stimulator, StimulatorError
 
 _PULL_TIMEOUT_S = 0.002  # short enough to notice a stall and keep cue timing within ms
-_MONITOR_EVERY_S = 0.5
 NONFINITE_INPUT = "non-finite input"
 _WATCHDOG_REASONS = ("input stall", "decoder silent", NONFINITE, NONFINITE_INPUT)
 
@@ -53,11 +52,14 @@ class Engine:
         Connected fNIRS inlet, if the session has one.
     inbox : ControlInbox | None
         Where operator commands (emergency stop, re-arm, status, stop) arrive.
+    dose_prior : DoseTotals | None
+        The participant's dose over the 24 h before the session (``bci.safety.ledger``).
     """
 
     def __init__(self, protocol: Protocol, eeg: Inlet, outlets: SessionOutlets,
                  stimulator: Stimulator, nirs: Inlet | None = None,
-                 inbox: ControlInbox | None = None) -> None:  # fmt: skip
+                 inbox: ControlInbox | None = None,
+                 dose_prior: DoseTotals | None = None) -> None:  # fmt: skip
         self.protocol, self.eeg, self.nirs = protocol, eeg, nirs
         self.outlets, self.stimulator = outlets, stimulator
         pre = protocol.preprocessing
@@ -89,15 +91,10 @@ class Engine:
         """``keep_model(decoder) -> dict | None``: run on the fit's worker thread once the
         session's decoder is fitted (the session saves it); what it returns is published in
         the session-info stream as the ``model`` record."""
-        self.monitors: dict[str, Callable[[], str | None]] = {}
-        """``name → check()``: a process the session needs beside the loop (the recorder);
-        ``check()`` says what broke, or None. Asked every ``_MONITOR_EVERY_S``; a problem is
-        published once as a ``monitor`` event (the loop itself goes on)."""
-        self.monitor_problems: dict[str, str] = {}
-        """What each monitor reported."""
         self.stim = StimulationPath(protocol, stimulator, outlets, self.record.commands,
                                     self._event, max_step_s=governor_step_s(pre.hop_s),
-                                    sfreq=eeg.sfreq, pipeline=self.pipeline)  # fmt: skip
+                                    sfreq=eeg.sfreq, pipeline=self.pipeline,
+                                    prior=dose_prior)  # fmt: skip
         self.record.pulse_latency_ms = self.stim.pulse_latency_ms  # one log, read live too
         # a decision is due every hop: one more than watchdog_stall_s (≤ 100 ms) late is silence
         self.decision_timeout_s = pre.hop_s + protocol.safety.watchdog_stall_s
@@ -117,6 +114,12 @@ class Engine:
     def _event(self, kind: str, time: float, **detail) -> None:
         self.outlets.event(kind, time, **detail)
         self.record.events.append({"kind": kind, "time": time, **detail})
+
+    @property
+    def monitor_problems(self) -> dict[str, str]:
+        """What the session's supervisor reported (recorder, disk, source), by what it watches;
+        each arrived as a ``monitor`` fact and was published once as a ``monitor`` event."""
+        return self.stim.monitor_problems
 
     @property
     def governor(self) -> Governor:
@@ -326,8 +329,8 @@ class Engine:
         self._start_block(queue.pop(0), start)
         if self.control_address:
             self._event("control", start, address=self.control_address)
-        self.stim.write(0.0, self.eeg.newest_time, origin="start", decided_at=start)
-        next_nirs = next_check = start
+        self.stim.write(self.eeg.newest_time, origin="start", decided_at=start)
+        next_nirs = start
         paused_at = None
         # one BLAS thread: multi-threaded numpy on a small window costs more in wake-ups than it
         # saves (p99 8-17 ms instead of < 1 ms on 2 shared cores). Set process-wide (OpenBLAS);
@@ -358,9 +361,6 @@ class Engine:
                 elif self.stim.trigger is not None:
                     self.stim.phase_tick(now, newest, self._decoding and self.block.stimulate)
                 self.stim.poll(now)
-                if now >= next_check:
-                    self._check_monitors(now)
-                    next_check = now + _MONITOR_EVERY_S
                 if self.nirs is not None and now >= next_nirs:
                     self._on_nirs()
                     next_nirs = now + 0.05
@@ -369,7 +369,7 @@ class Engine:
                     self._event("deadline", now, minutes=max_duration_s / 60)
                     break
                 if self.stim.stop_requested:
-                    self._event("stop", now, by="operator")
+                    self._event("stop", now, by=self.stim.stop_requested)
                     break
                 if self.stim.paused:
                     paused_at = paused_at or now
@@ -406,12 +406,6 @@ class Engine:
             self.record.stop_time = now
             self._event("end", now)
         return self.record
-
-    def _check_monitors(self, now: float) -> None:
-        for name, check in self.monitors.items():
-            if name not in self.monitor_problems and (problem := check()):
-                self.monitor_problems[name] = problem
-                self._event("monitor", now, process=name, error=problem)
 
     def _resume(self, now: float, paused_s: float) -> None:
         """The operator resumed after ``paused_s``: the block's clock and cues continue from

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import json
 import platform
 import socket
 import subprocess
@@ -21,12 +20,22 @@ from bci.engine.control import ControlInbox, ControlServer
 from bci.engine.fitting import write_fit_report
 from bci.engine.loop import Engine, EngineRecord
 from bci.engine.outlets import SessionOutlets
+from bci.engine.session_files import (
+    SummaryWriter,
+    claim_out_dir,
+    running_summary,
+    save_model_atomic,
+    write_final_summary,
+    write_resolved_protocol,
+)
+from bci.engine.stimulation import governor_step_s
 from bci.engine.summary import build_summary, plot_summary
+from bci.engine.supervise import RecordingCheck, SourceWatch, Supervisor
 from bci.engine.timeline import plan_blocks, planned_duration_s
 from bci.protocol import Protocol
 from bci.record import Recorder, name_predicate
 from bci.streams import EEG_TYPE, NIRS_TYPE, stream_names
-from devices.stimulators import open_stimulator
+from devices.stimulators import SessionLimits, open_stimulator
 
 _RECORDER_FLUSH_S = 0.5
 """Time given to LabRecorder to receive the last samples before it closes the file, s."""
@@ -161,6 +170,10 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
                 note: str | None = None) -> tuple[dict, EngineRecord]:  # fmt: skip
     """Run a protocol end to end; writes ``summary.json``, ``summary.png`` (and the XDF).
 
+    The session folder is claimed first (one that holds a session is refused), the resolved
+    protocol is written before anything starts, and ``summary.json`` is rewritten atomically
+    while the session runs (``"complete": false`` until its end; the reason if it fails).
+
     ``inbox`` takes operator commands (Ctrl-C's emergency stop); with ``control.enabled`` a
     ZeroMQ server feeds it too. ``on_engine(engine)`` is called once the engine exists (tests,
     the GUI), before the session starts. ``overrides`` (the ``--set`` applied) and the
@@ -173,11 +186,29 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
     record : EngineRecord
         Everything the engine did, decision by decision.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "protocol.toml").write_text(protocol_text)
+    out_dir = claim_out_dir(Path(out_dir), protocol.recording.filename)
+    write_resolved_protocol(out_dir, protocol, protocol_name, protocol_text, list(overrides))
+    started = datetime.now().astimezone().isoformat(timespec="seconds")
+    summary_path = out_dir / "summary.json"
+    files = {"writer": None, "engine": None}
+    try:
+        summary, record = _run(protocol, protocol_name, protocol_text, out_dir, max_minutes,
+                               stop, progress, inbox, on_engine, list(overrides), note, started,
+                               files)  # fmt: skip
+    except BaseException as err:
+        _write_failed_summary(summary_path, files, protocol_name, list(overrides), started, err)
+        raise
+    write_final_summary(summary_path, summary)
+    plot_summary(summary, record, protocol, out_dir / "summary.png")
+    return summary, record
+
+
+def _run(protocol, protocol_name, protocol_text, out_dir, max_minutes, stop, progress, inbox,
+         on_engine, overrides, note, started, files) -> tuple[dict, EngineRecord]:  # fmt: skip
     stim_settings = protocol.stimulator
     blocks = plan_blocks(protocol.blocks, protocol.session.seed, protocol.decoder.classes)
+    limits = SessionLimits.from_governor(stim_settings.governor_settings(
+        protocol.safety.stop_ramp_s, governor_step_s(protocol.preprocessing.hop_s)))  # fmt: skip
     with ExitStack() as stack:
         if protocol.source.kind == "virtual":
             stack.enter_context(
@@ -195,15 +226,20 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
         infos = resolve_streams(queries, timeout_s=protocol.source.resolve_timeout_s)
         eeg = stack.enter_context(Inlet(infos[0], InletSettings(buffer_s=60)))
         nirs = stack.enter_context(Inlet(infos[1])) if nirs_query else None
-        stimulator = stack.enter_context(open_stimulator(stim_settings))
+        stimulator = stack.enter_context(open_stimulator(stim_settings, limits))
         # built before recording starts, so a stream the protocol cannot use is refused first
         inbox = inbox or ControlInbox()
-        engine = Engine(protocol, eeg, outlets, stimulator, nirs, inbox)
-        source_watch = SourceWatch(engine, eeg)
-        stack.callback(source_watch.stop)
-        engine.monitors["source"] = lambda: _loudly(source_watch.problem)
+        engine = files["engine"] = Engine(protocol, eeg, outlets, stimulator, nirs, inbox)
+        required = protocol.recording.enabled and protocol.recording.required
+        supervisor = Supervisor(inbox, {"recorder": "Stimulation ramps to zero and stays there "
+                                        "(recording.required)" if required else
+                                        "Stimulation goes on unrecorded (recording.required = "
+                                        "false)"})  # fmt: skip
+        supervisor.checks["source"] = SourceWatch(lambda: engine.stalled, eeg)
+        stack.callback(supervisor.stop)
         if protocol.control.enabled:
-            server = ControlServer(inbox, protocol.control.address)
+            server = ControlServer(inbox, protocol.control.address,
+                                   keys_dir=protocol.control.keys_dir)  # fmt: skip
             engine.control_address = server.start()
             stack.callback(server.stop)
             if progress:
@@ -223,13 +259,20 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
             recorder.start()
             outlets.wait_for_consumers()
             recorder.watch(_late_streams(protocol), _announce_late_streams if progress else None)
-            engine.monitors["recorder"] = lambda: _loudly(recorder.problem())
+            supervisor.checks["recorder"] = RecordingCheck(recorder)
             if progress:
                 print(f"recording {len(recorder.stream_names)} streams to {recorder.path}",
                       flush=True)  # fmt: skip
         outlets.session_info(
             "session", **session_record(protocol, protocol_name, protocol_text, overrides, note)
         )
+        writer = files["writer"] = SummaryWriter(
+            out_dir / "summary.json",
+            lambda: running_summary(engine, protocol_name, overrides, started),
+            lambda: engine.block.index if engine.block is not None else None,
+        ).start()  # fmt: skip
+        stack.callback(writer.stop)
+        supervisor.start()
         done = threading.Event()
         if progress:
             monitor = threading.Thread(
@@ -258,9 +301,27 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
             protocol, protocol_name, record, eeg, nirs, outlets, engine.governor.state, recording
         )
         summary["stimulation"]["stop_error"] = stop_error
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
-    plot_summary(summary, record, protocol, out_dir / "summary.png")
+        summary.update(overrides=overrides, started=started,
+                       participant=getattr(protocol.session, "participant", ""))  # fmt: skip
     return summary, record
+
+
+def _write_failed_summary(path: Path, files: dict, protocol_name: str, overrides: list[str],
+                          started: str, err: BaseException) -> None:  # fmt: skip
+    """The session failed: ``summary.json`` says so and why, with its figures so far."""
+    if files["writer"] is not None:
+        files["writer"].stop()
+    reason = "interrupted (Ctrl-C)" if isinstance(err, KeyboardInterrupt) else \
+        f"{type(err).__name__}: {err}"  # fmt: skip
+    try:
+        engine = files["engine"]
+        summary = running_summary(engine, protocol_name, overrides, started) if engine else \
+            {"protocol": protocol_name, "overrides": overrides, "started": started}  # fmt: skip
+        summary.pop("complete", None)
+        summary.pop("reason", None)
+        write_final_summary(path, summary, reason=f"the session failed: {reason}")
+    except Exception as write_error:  # never hide the error that ended the session
+        print(f"WARNING: could not write {path}: {write_error}", file=sys.stderr)
 
 
 def _stop_stimulator(stimulator) -> str | None:
@@ -275,71 +336,6 @@ def _stop_stimulator(stimulator) -> str | None:
     return None
 
 
-def _loudly(problem: str | None) -> str | None:
-    """A monitor's problem, said on the terminal too (the engine asks until one comes, then
-    never again)."""
-    if problem:
-        print(f"\nWARNING: {problem}", file=sys.stderr, flush=True)
-    return problem
-
-
-class SourceWatch:
-    """While the EEG input stalls, looks for its stream on the network, on a thread of its own
-    (a resolve takes up to a second). liblsl never reconnects an inlet to a source that comes
-    back under the same name and source id with another channel count, rate or format, so
-    without this the stall would never say why it lasts.
-
-    Parameters
-    ----------
-    engine : Engine
-        Read for ``stalled`` only.
-    inlet : Inlet
-        The session's EEG inlet (its layout is what the session reads).
-    every_s : float
-        How often to look while stalled, s.
-    """
-
-    def __init__(self, engine: Engine, inlet: Inlet, every_s: float = 1.0) -> None:
-        self.problem: str | None = None
-        """What came back instead of the session's stream, and what to do; None until then."""
-        self._engine, self._inlet, self._every_s = engine, inlet, every_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="source-watch", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        import pylsl
-
-        info = self._inlet.info
-        wanted = (info.channel_count(), info.nominal_srate(), info.channel_format())
-        while self.problem is None and not self._stop.wait(self._every_s):
-            if not self._engine.stalled:
-                continue
-            for found in pylsl.resolve_byprop("name", info.name(), 0, min(self._every_s, 0.5)):
-                layout = (found.channel_count(), found.nominal_srate(), found.channel_format())
-                if found.source_id() == info.source_id() and layout != wanted:
-                    self.problem = (
-                        f"{info.name()} is back with {_layout(layout)} instead of "
-                        f"{_layout(wanted)}: this session cannot read it, and stimulation "
-                        "holds at zero. Stop the session and start a new one on the new stream."
-                    )  # fmt: skip
-
-    def stop(self) -> None:
-        """Stop looking (idempotent)."""
-        self._stop.set()
-        self._thread.join(timeout=2)
-
-
-_FORMATS = {1: "float32", 2: "double64", 3: "string", 4: "int32", 5: "int16", 6: "int8",
-            7: "int64"}  # fmt: skip
-"""LSL channel formats by their liblsl number."""
-
-
-def _layout(layout: tuple[int, float, int]) -> str:
-    channels, rate, fmt = layout
-    return f"{channels} channels at {rate:g} Hz ({_FORMATS.get(fmt, fmt)})"
-
-
 def _announce_late_streams(names: list[str], path: Path) -> None:
     print(f"\nrecording new stream(s) {', '.join(names)} to {path}", flush=True)
 
@@ -351,7 +347,7 @@ def _keep_model(decoder, out_dir: Path) -> dict | None:
 
     path = out_dir / "model.npz"
     try:
-        decoder.save(path)
+        save_model_atomic(decoder, path)
         return {"file": path.name, "sha256": sha256_of(path)}
     except Exception as err:  # the session's own result matters more
         print(f"warning: could not save the session's model: {err}", file=sys.stderr)

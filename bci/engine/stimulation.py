@@ -17,6 +17,8 @@ from bci.control.proportional import ProportionalController, ProportionalSetting
 from bci.engine.control import ControlInbox
 from bci.engine.record import FloatLog
 from bci.protocol import Protocol
+from bci.safety.command import GovernedCommand
+from bci.safety.dose import DoseTotals
 from bci.safety.governor import Governor
 from devices.stimulators import StimCommand, Stimulator, StimulatorError
 
@@ -98,6 +100,8 @@ class StimulationPath:
         The engine's EEG preprocessing (the phase trigger corrects its filters' phase lag).
     clock : callable
         The session clock (``pylsl.local_clock``; offline replay gives the recorded one).
+    prior : DoseTotals | None
+        The participant's dose over the 24 h before the session (``bci.safety.ledger``).
 
     Notes
     -----
@@ -109,12 +113,15 @@ class StimulationPath:
 
     def __init__(self, protocol: Protocol, stimulator: Stimulator, outlets, commands,
                  event: Callable, max_step_s: float, sfreq: float, pipeline,
-                 clock: Callable[[], float] = pylsl.local_clock) -> None:  # fmt: skip
+                 clock: Callable[[], float] = pylsl.local_clock,
+                 prior: DoseTotals | None = None) -> None:  # fmt: skip
         self.protocol, self.stimulator, self.outlets = protocol, stimulator, outlets
         self.clock = clock
         self.commands, self._event = commands, event
+        # the site limits in force (bci.safety.site) and the participant's 24 h dose (ledger)
         self.governor = Governor(
-            protocol.stimulator.governor_settings(protocol.safety.stop_ramp_s, max_step_s)
+            protocol.stimulator.governor_settings(protocol.safety.stop_ramp_s, max_step_s),
+            prior=prior,
         )
         self.policy = build_policy(protocol)
         self.sfreq = sfreq
@@ -129,33 +136,40 @@ class StimulationPath:
         """Why the stimulator failed; nothing is written to it after that."""
         self.pulse_latency_ms = FloatLog()
         """Newest sample → write of every pulse fired, ms."""
-        self.stop_requested = False
+        self.stop_requested: str | None = None
+        """Who asked to end the session (an operator, a signal); the engine then ends it."""
         self.paused: str | None = None
         """Who paused the session (the output held at zero, the timeline still)."""
         self.resume_requested: str | None = None
         """Who asked to resume; the engine resumes its timeline, then :meth:`resume`."""
         self.nonfinite_at = -math.inf
         """When the decoder last gave a non-finite output (the trip lifts after a finite one)."""
+        self.monitor_problems: dict[str, str] = {}
+        """What the session's supervisor reported (``monitor`` facts), by what it watches."""
         self._phase = None
         self._n_safety_events = 0
         self._next_telemetry = -math.inf
 
     # writing ---------------------------------------------------------------------------------
-    def write(self, amplitude: float, sample_time: float, pulses: int = 0, *,
-              origin: str, decided_at: float) -> StimCommand | None:  # fmt: skip
-        """Write one governed command, publish and record it (``origin``: one of
-        ``STIM_ORIGINS``; ``decided_at``: the clock the governor computed it at)."""
+    def write(self, sample_time: float, *, origin: str, decided_at: float, pulse: bool = False,
+              command: GovernedCommand | None = None) -> StimCommand | None:  # fmt: skip
+        """Write the governor's output now as one command, publish and record it.
+
+        ``origin``: one of ``STIM_ORIGINS``; ``decided_at``: the clock the governor computed it
+        at; ``pulse``: fire, if the governor approved a pulse; ``command``: one the governor
+        made otherwise (its :meth:`~Governor.zero_now`).
+        """
         if self.failed:
             return None
-        freq = self.protocol.stimulator.frequency_hz if amplitude else 0.0
+        command = command or self.governor.command(pulse)
         try:
-            command = self.stimulator.write(amplitude, freq, pulses, sample_time)
+            written = self.stimulator.write(command, sample_time)
         except StimulatorError as err:
             self.fail(err)
             raise
-        self.commands.append(command)
-        self.outlets.stimulation(command, decided_at, origin)
-        return command
+        self.commands.append(written)
+        self.outlets.stimulation(written, decided_at, origin)
+        return written
 
     def fail(self, err: Exception) -> None:
         """The stimulator failed: latch the emergency stop, tell the device to stop (zero,
@@ -177,7 +191,7 @@ class StimulationPath:
         amplitude = self.governor.tick(now)
         last = self.stimulator.last
         if last is not None and last.amplitude != amplitude:
-            self.write(amplitude, sample_time, origin="hold", decided_at=now)
+            self.write(sample_time, origin="hold", decided_at=now)
         self.publish_safety_events()
 
     # the inputs that change what the governor allows -----------------------------------------
@@ -241,7 +255,7 @@ class StimulationPath:
         last = self.stimulator.last
         command = None
         if self.policy is not None or last is None or last.amplitude != allowed:
-            command = self.write(allowed, newest, origin="decision", decided_at=now)
+            command = self.write(newest, origin="decision", decided_at=now)
         self.publish_safety_events()
         return command
 
@@ -296,9 +310,9 @@ class StimulationPath:
         self._phase = None
         self.trigger.fired(now)
         now = self.clock()  # the pulse interval counts to the write, not the iteration
-        amplitude = self.governor.request(self.protocol.controller.amplitude, now)
+        self.governor.request(self.protocol.controller.amplitude, now)
         fire = self.governor.request_pulse(now)
-        command = self.write(amplitude, newest_sample, int(fire), origin="pulse", decided_at=now)
+        command = self.write(newest_sample, origin="pulse", decided_at=now, pulse=fire)
         if command is not None and command.pulses:
             self.pulse_latency_ms.append((command.write_time - newest_sample) * 1e3)
         self.publish_safety_events()
@@ -337,7 +351,7 @@ class StimulationPath:
         self.reset_policy(0.0)
         last = self.stimulator.last
         if write and (last is None or last.amplitude != 0.0):
-            self.write(0.0, sample_time, origin="estop", decided_at=now)
+            self.write(sample_time, origin="estop", decided_at=now)
         self.publish_safety_events()
 
     def rearm(self, who: str, now: float) -> bool:
@@ -357,6 +371,11 @@ class StimulationPath:
         for command, future in inbox.drain():
             who = str(command.get("who", "operator"))
             cmd = command["cmd"]
+            if cmd == "fact":  # from a supervisor thread of this process, never the network
+                self.fact(command, now)
+                if future.set_running_or_notify_cancel():
+                    future.set_result({"ok": True})
+                continue
             if not future.set_running_or_notify_cancel():
                 if cmd == "estop":
                     self.estop(who, now, sample_time)
@@ -374,7 +393,7 @@ class StimulationPath:
                 else:
                     reply = {"ok": True, "rearmed": self.rearm(who, now)}
             elif cmd == "stop":
-                self.stop_requested = True
+                self.stop_requested = who
                 reply = {"ok": True, "stopping": True}
             elif cmd == "pause":
                 if not self.paused:
@@ -394,6 +413,20 @@ class StimulationPath:
                 reply = {"ok": True, **status(), **self.status()}
             future.set_result(reply)
 
+    def fact(self, fact: dict, now: float) -> None:
+        """Record what a supervisor saw, and act on it: a broken recording (recorder gone, disk
+        full or nearly) ramps the output to zero and latches it for the session, unless the
+        protocol says ``recording.required = false``."""
+        kind, detail = fact["fact"], {k: v for k, v in fact.items() if k not in ("cmd", "fact")}
+        self._event(kind, now, **detail)
+        if kind != "monitor":
+            return
+        self.monitor_problems.setdefault(detail["process"], detail["error"])
+        if detail["process"] == "recorder" and self.protocol.recording.required:
+            self.governor.limit(f"recording stopped: {detail['error']}", now)
+            self.reset_policy(0.0)
+        self.publish_safety_events()
+
     def status(self) -> dict:
         """The stimulation state an operator needs at a glance."""
         state = self.governor.state
@@ -405,17 +438,21 @@ class StimulationPath:
         }  # fmt: skip
 
     def ramp_to_zero(self, wait: Callable[[float], object], sample_time: Callable[[], float]):
-        """End of session: follow the governor's stop ramp down to zero, then write zero."""
+        """End of session: follow the governor's stop ramp down to zero, then write zero. If
+        the governor fails on the way, the zero is written at once (and recorded) before the
+        error goes on."""
         now = self.clock()
         self._event("ending", now)
-        self.governor.trip("session end", now, kind="hold")
         deadline = now + self.protocol.safety.stop_ramp_s
         try:
-            while self.governor.amplitude and now < deadline and not self.failed:
-                self.hold_safe(now, sample_time())
-                wait(0.01)  # the session is over: nothing else to serve
-                now = self.clock()
+            if self.governor.failure is None:
+                self.governor.trip("session end", now, kind="hold")
+                while self.governor.amplitude and now < deadline and not self.failed:
+                    self.hold_safe(now, sample_time())
+                    wait(0.01)  # the session is over: nothing else to serve
+                    now = self.clock()
         finally:
             if not self.failed:
-                self.write(0.0, sample_time(), origin="end", decided_at=now)
+                self.write(sample_time(), origin="end", decided_at=now,
+                           command=self.governor.zero_now(now))  # fmt: skip
             self.publish_safety_events()

@@ -1,13 +1,15 @@
 """Faults of the processes around the engine: the operator console killed while its session
 runs, LabRecorder (or its guard) killed mid-session, and the recording's disk filling up.
 
-None of these touches stimulation: the session goes on, and ends with a summary that says what
-happened to the recording; the XDF written so far loads.
+A console killed never touches stimulation. A recording that stops (or is about to: its disk
+filling up) stops stimulation: nothing is stimulated unrecorded. Each session ends with a summary
+that says what happened to the recording; the XDF written so far loads.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -141,14 +143,31 @@ def _record_session(unique_name: str, tmp_path: Path, *extra: str) -> SessionThr
     return SessionThread("beta_adaptive", overrides, tmp_path).start()
 
 
-@pytest.mark.parametrize("victim", ["labrecorder", "guard"])
-def test_a_killed_recorder_is_reported_and_what_it_wrote_loads(victim, unique_name, tmp_path):
+def _assert_latched_at_zero(record, protocol, since: float, reason: str) -> None:
+    """The output ramped to zero within 1 s of ``since`` and stayed there, latched for the
+    session, with the reason on the events."""
+    limit = next(e for e in record.events if e["kind"] == "safety.limit")
+    assert limit["detail"].startswith(f"recording stopped: {reason}"), limit
+    assert limit["time"] - since < 1.0
+    # from the latch on the output never rises, and it is zero 1 s after the fault
+    held = [c.amplitude for c in record.commands if c.write_time >= limit["time"]]
+    assert all(b <= a + 1e-9 for a, b in itertools.pairwise(held)), held
+    late = [c.amplitude for c in record.commands if c.write_time > since + 1.0]
+    assert late and all(a == 0.0 for a in late), late[:20]
+    assert_within_limits(record.commands, protocol)
+
+
+@pytest.mark.parametrize(("victim", "required"),
+                         [("labrecorder", True), ("guard", True), ("labrecorder", False)])
+def test_a_killed_recorder_stops_stimulation_and_what_it_wrote_loads(victim, required,
+                                                                      unique_name, tmp_path):
     """SIGKILL of LabRecorderCLI (the file loses its footers, maybe half a chunk) or of its
-    guard (LabRecorderCLI, its stdin gone, closes the file). Stimulation is not the recorder's
-    business: the loop goes on; the summary says the recording broke, and what reached the
-    file loads."""
+    guard (LabRecorderCLI, its stdin gone, closes the file). Nothing is stimulated unrecorded:
+    the output ramps to zero within 1 s and stays there (unless the protocol says
+    ``recording.required = false``: then it goes on). The summary says the recording broke, and
+    what reached the file loads."""
     xdf = tmp_path / "beta_adaptive.xdf"
-    session = _record_session(unique_name, tmp_path)
+    session = _record_session(unique_name, tmp_path, f"recording.required={str(required).lower()}")
     engine = session.engine
     listener = EventsListener(unique_name)
     try:
@@ -158,7 +177,7 @@ def test_a_killed_recorder_is_reported_and_what_it_wrote_loads(victim, unique_na
         (labrecorder if victim == "labrecorder" else guard).kill()
         session.wait_until(lambda: "recorder" in engine.monitor_problems, 10, "the report")
         session.wait_until(lambda: engine.elapsed_s > killed - engine.record.start_time + 2,
-                           10, "2 s more of closed loop")  # fmt: skip
+                           10, "2 s more of the session")  # fmt: skip
     finally:
         stop_session(session)
         listener.close()
@@ -174,10 +193,15 @@ def test_a_killed_recorder_is_reported_and_what_it_wrote_loads(victim, unique_na
     assert recording["problem"] == report["error"] and summary["events"]["monitor"] == 1
     assert "LabRecorder exited with code" in recording["stop_error"], recording
     assert "error" not in recording, recording  # it loads
-    # stimulation went on as if nothing happened
-    assert_within_limits(record.commands, session.protocol)
     assert summary["stimulation"]["estop"] is None
-    assert any(c.write_time > killed + 1 for c in record.commands), "the loop stopped deciding"
+    if required:
+        _assert_latched_at_zero(record, session.protocol, killed, "LabRecorder ended")
+        assert summary["stimulation"]["dose_limit"].startswith("recording stopped")
+        listener.assert_published(record.events, {"safety.limit"})
+    else:  # stimulation went on as if nothing happened
+        assert_within_limits(record.commands, session.protocol)
+        assert summary["stimulation"]["dose_limit"] is None
+        assert any(c.write_time > killed + 1 and c.amplitude > 0 for c in record.commands)
     # what was recorded before the kill is in the file (LabRecorder writes every ~0.5 s)
     eeg_name = engine.eeg.name
     eeg = next(s for s in load_recording(xdf).streams if s.name == eeg_name)
@@ -188,13 +212,14 @@ def test_a_killed_recorder_is_reported_and_what_it_wrote_loads(victim, unique_na
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """``tmp_path/session/xdf``: a 1 MiB tmpfs, on which a write past 1 MiB fails with ENOSPC,
-    exactly as on a full disk. Mounting it needs root (CAP_SYS_ADMIN); elsewhere the test is
-    skipped rather than faked: a file-size limit (RLIMIT_FSIZE) makes LabRecorder's writes
-    fail too, but leaves the disk with room, so it is not the fault the session must see."""
+    """``tmp_path/session/xdf``: a 16 MiB tmpfs, on which a write past its size fails with
+    ENOSPC, exactly as on a full disk. Mounting it needs root (CAP_SYS_ADMIN); elsewhere the
+    test is skipped rather than faked: a file-size limit (RLIMIT_FSIZE) makes LabRecorder's
+    writes fail too, but leaves the disk with room, so it is not the fault the session must
+    see."""
     folder = tmp_path / "session" / "xdf"
     folder.mkdir(parents=True)
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(folder)],
                            capture_output=True, text=True)  # fmt: skip
     if mount.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here ({mount.stderr.strip()}); needs root")
@@ -204,12 +229,12 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
-def test_a_full_disk_while_recording_is_reported_and_what_fit_loads(small_disk, unique_name,
-                                                                     tmp_path):  # fmt: skip
-    """The XDF's disk fills up mid-session (1 MiB: ~7 s of this session's streams). LabRecorder
-    goes on without a word, so the session watches the disk: it reports the full disk once,
-    on the events stream and in the summary, and carries on stimulating; the file loads up to
-    its last complete chunk."""
+def test_a_disk_filling_up_stops_stimulation_before_the_recording_does(small_disk, unique_name,
+                                                                        tmp_path):  # fmt: skip
+    """Another program fills the XDF's disk mid-session until less than 30 s of this session's
+    recording fits. The session does not wait for LabRecorder to fail (it would go on without a
+    word): the output ramps to zero within 1 s and stays there, the event says why, and the
+    file loads."""
     xdf = small_disk / "session.xdf"
     session = _record_session(unique_name, tmp_path / "session",
                               "recording.filename=xdf/session.xdf")  # fmt: skip
@@ -217,24 +242,29 @@ def test_a_full_disk_while_recording_is_reported_and_what_fit_loads(small_disk, 
     listener = EventsListener(unique_name)
     try:
         wait_for_pulses(session)
-        session.wait_until(lambda: "recorder" in engine.monitor_problems, 30, "the full disk")
-        full = pylsl.local_clock()
-        session.wait_until(lambda: engine.elapsed_s > full - engine.record.start_time + 2,
-                           10, "2 s more of closed loop")  # fmt: skip
+        wait_for(lambda: False, 1.5)  # the supervisor has measured the write rate
+        free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+        with open(small_disk / "filler.bin", "wb") as filler:  # leave ~1 MiB: a few seconds
+            filler.write(b"\0" * max(free - (1 << 20), 0))
+        filled = pylsl.local_clock()
+        session.wait_until(lambda: "recorder" in engine.monitor_problems, 10, "the report")
+        session.wait_until(lambda: engine.elapsed_s > filled - engine.record.start_time + 2,
+                           10, "2 s more of the session")  # fmt: skip
     finally:
         stop_session(session)
         listener.close()
     assert session.error is None, session.error
     summary, record = session.summary, session.record
     (report,) = [e for e in record.events if e["kind"] == "monitor"]
-    assert report["error"].startswith(f"the disk holding {xdf} is full")
-    listener.assert_published(record.events, {"monitor"})
+    assert report["error"].startswith(f"the disk holding {xdf} has "), report
+    assert "less than the 30 s it must hold" in report["error"]
+    assert report["time"] - filled < 1.0
+    listener.assert_published(record.events, {"monitor", "safety.limit"})
+    _assert_latched_at_zero(record, session.protocol, filled, "the disk holding")
     recording = summary["recording"]
-    assert recording["problem"] == report["error"] and recording["size_bytes"] <= 1 << 20
-    assert "error" not in recording, recording  # it loads (its last chunk cut: a warning)
-    assert_within_limits(record.commands, session.protocol)
+    assert recording["problem"] == report["error"]
+    assert "error" not in recording, recording  # it loads
     assert summary["stimulation"]["estop"] is None
-    assert any(c.write_time > full + 1 for c in record.commands), "the loop stopped deciding"
     eeg_name = engine.eeg.name
     eeg = next(s for s in load_recording(xdf).streams if s.name == eeg_name)
     assert eeg.timestamps[0] <= record.start_time and eeg.n_samples > 3000
