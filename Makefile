@@ -23,9 +23,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/bci demo
 
+# The whole suite, the fault injection included (~20 minutes on 2 cores; CI runs this).
 test: $(STAMP)
 	$(BIN)/ruff check .
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q --ignore=tests/faults
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
 # The peers of `bci bench latency --peers`: MNE-LSL in the project's venv (the `peers` extra), and
 # Timeflux in its own venv, because Timeflux 0.17 imports `pylsl.resolve_stream`, which pylsl 1.17
@@ -41,13 +42,14 @@ $(TF_STAMP):
 	$(TF_VENV)/bin/pip install --quiet "timeflux==0.17.*" "timeflux-dsp==0.3.*" pylsl==1.16.2
 	touch $(TF_STAMP)
 
-# Fault injection, end to end (a killed source, NaN bursts, clock jumps, an unplugged stimulator,
-# a failing decoder, a killed console or recorder, a full disk): ~4 minutes, so not in `test`.
+# Fault injection alone, end to end (a killed source, NaN bursts, clock jumps, an unplugged
+# stimulator, a failing decoder, a killed console or recorder, a disk filling up, SIGTERM, SIGHUP
+# and SIGKILL of a session): ~7 minutes. Also part of `test`.
 faults: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q tests/faults
 
-# Nightly and before a release: the whole suite with the fault injection and the full
-# 100,000-sequence governor property test (~20 minutes).
+# Nightly and before a release: the whole suite with the full 100,000-sequence governor
+# property test (~25 minutes).
 nightly: $(STAMP)
 	$(BIN)/ruff check .
 	BCI_FULL_TESTS=1 QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
