@@ -68,6 +68,7 @@ def cmd_run(args) -> int:
     from bci.cli_stim import end_on_signals, estop_on_ctrl_c
     from bci.engine.control import ControlInbox
     from bci.engine.session import default_out_dir, run_session
+    from bci.safety.dose import DoseLimitError
 
     out = Path(args.out) if args.out else default_out_dir()
     inbox, stop, engines = ControlInbox(), threading.Event(), []
@@ -77,7 +78,7 @@ def cmd_run(args) -> int:
         summary, _ = run_session(protocol, path, text, out, max_minutes=args.minutes, stop=stop,
                                  inbox=inbox, on_engine=engines.append,
                                  overrides=args.overrides, note=args.note)  # fmt: skip
-    except (StreamNotFoundError, FileExistsError) as err:
+    except (StreamNotFoundError, FileExistsError, DoseLimitError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

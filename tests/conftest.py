@@ -11,6 +11,17 @@ import pylsl
 import pytest
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_site_file_and_a_test_ledger(tmp_path_factory) -> Iterator[None]:
+    """No test reads /etc/neuroloop or writes the home folder's dose ledger: the site layer is
+    the hard ceilings only, and the ledger is a temporary folder. Set in ``os.environ`` so the
+    sessions and commands tests start as subprocesses inherit it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NEUROLOOP_SITE_LIMITS", "none")
+        patch.setenv("NEUROLOOP_LEDGER_DIR", str(tmp_path_factory.mktemp("ledger")))
+        yield
+
+
 @pytest.fixture
 def unique_name() -> str:
     """A stream-name prefix no other test (or test run) uses."""

@@ -10,8 +10,18 @@ from bci.protocol import ProtocolError, apply_overrides, load_protocol
     "name", ["demo", "mi_tdcs", "mu_trough_tms", "alpha_phase_tacs", "beta_adaptive"]
 )
 def test_bundled_protocols_are_valid(name, capsys):
-    assert main(["check", name]) == 0
+    # a hardware stimulator (mu_trough_tms: the Magstim) needs the participant's id
+    assert main(["check", name, "--set", "session.participant=P017"]) == 0
     assert "OK" in capsys.readouterr().out
+
+
+def test_a_hardware_stimulator_needs_a_participant(capsys):
+    assert main(["check", "mu_trough_tms"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].endswith("1 problem(s)"), err
+    assert "session.participant: missing; a magstim stimulator stimulates a person" in err[1]
+    assert main(["check", "demo", "--set", "session.participant=../etc/x"]) == 2
+    assert "session.participant: got '../etc/x'; must be 1-64 letters" in capsys.readouterr().err
 
 
 def _write(tmp_path, text: str):

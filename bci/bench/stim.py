@@ -50,6 +50,7 @@ def _live_run(seconds: float, out_dir: Path) -> tuple[dict, object, Protocol, di
     with MagstimEmulator() as emulator:
         overrides = [
             f"session.prefix=bench-{uuid.uuid4().hex[:8]}",
+            "session.participant=bench-emulator",  # the dose ledger's; nobody is stimulated
             f"stimulator.port={emulator.port}",
             "control.address=tcp://127.0.0.1:0",
             # the truth is read from the recorded EEG: keep it free of TMS artifacts and TEPs

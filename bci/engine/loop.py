@@ -17,13 +17,14 @@ from threadpoolctl import threadpool_limits
 from bci.acquire import Gap, Inlet, RingBuffer
 from bci.decode import Decoder
 from bci.engine.control import ControlInbox
+from bci.engine.controllers import governor_step_s
 from bci.engine.decoding import SessionDecoder
 from bci.engine.finite import FiniteInput
 from bci.engine.fitting import session_info
 from bci.engine.outlets import SessionOutlets
 from bci.engine.preprocess import channels_read, eeg_pipeline, fnirs_pipeline
 from bci.engine.record import EngineRecord
-from bci.engine.stimulation import NONFINITE, StimulationPath, governor_step_s
+from bci.engine.stimulation import NONFINITE, StimulationPath
 from bci.engine.timeline import PlannedBlock, seconds_until_fit
 from bci.protocol import Protocol
 from bci.safety.dose import DoseTotals

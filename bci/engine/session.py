@@ -8,7 +8,9 @@ import socket
 import subprocess
 import sys
 import threading
+import uuid
 from contextlib import ExitStack
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from tqdm import tqdm
 from bci import __version__
 from bci.acquire import Inlet, InletSettings, StreamQuery, resolve_streams
 from bci.engine.control import ControlInbox, ControlServer
+from bci.engine.controllers import governor_step_s
 from bci.engine.fitting import write_fit_report
 from bci.engine.loop import Engine, EngineRecord
 from bci.engine.outlets import SessionOutlets
@@ -28,12 +31,12 @@ from bci.engine.session_files import (
     write_final_summary,
     write_resolved_protocol,
 )
-from bci.engine.stimulation import governor_step_s
 from bci.engine.summary import build_summary, plot_summary
 from bci.engine.supervise import RecordingCheck, SourceWatch, Supervisor
 from bci.engine.timeline import plan_blocks, planned_duration_s
 from bci.protocol import Protocol
 from bci.record import Recorder, name_predicate
+from bci.safety.ledger import open_dose
 from bci.streams import EEG_TYPE, NIRS_TYPE, stream_names
 from devices.stimulators import SessionLimits, open_stimulator
 
@@ -191,6 +194,14 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
     started = datetime.now().astimezone().isoformat(timespec="seconds")
     summary_path = out_dir / "summary.json"
     files = {"writer": None, "engine": None}
+    # the participant's dose over the last 24 h: refused here, before anything starts, when
+    # nothing is left of the daily budget
+    try:
+        dose = open_dose(protocol, f"{out_dir.name}-{uuid.uuid4().hex[:8]}")
+    except ValueError as err:
+        _write_failed_summary(summary_path, files, protocol_name, list(overrides), started, err)
+        raise
+    files["dose"] = dose
     try:
         summary, record = _run(protocol, protocol_name, protocol_text, out_dir, max_minutes,
                                stop, progress, inbox, on_engine, list(overrides), note, started,
@@ -229,7 +240,9 @@ def _run(protocol, protocol_name, protocol_text, out_dir, max_minutes, stop, pro
         stimulator = stack.enter_context(open_stimulator(stim_settings, limits))
         # built before recording starts, so a stream the protocol cannot use is refused first
         inbox = inbox or ControlInbox()
-        engine = files["engine"] = Engine(protocol, eeg, outlets, stimulator, nirs, inbox)
+        dose = files["dose"]
+        engine = files["engine"] = Engine(protocol, eeg, outlets, stimulator, nirs, inbox,
+                                          dose_prior=dose.prior if dose else None)  # fmt: skip
         required = protocol.recording.enabled and protocol.recording.required
         supervisor = Supervisor(inbox, {"recorder": "Stimulation ramps to zero and stays there "
                                         "(recording.required)" if required else
@@ -237,6 +250,11 @@ def _run(protocol, protocol_name, protocol_text, out_dir, max_minutes, stop, pro
                                         "false)"})  # fmt: skip
         supervisor.checks["source"] = SourceWatch(lambda: engine.stalled, eeg)
         stack.callback(supervisor.stop)
+        if dose is not None:  # the writer's last line (after the end ramp) once the loop is over
+            ledger = dose.start_writer(lambda: engine.governor.session_totals)
+            stack.callback(_close_ledger, ledger)
+            supervisor.checks["ledger"] = ledger.check
+            supervisor.consequence["ledger"] = "Stimulation ramps to zero and stays there"
         if protocol.control.enabled:
             server = ControlServer(inbox, protocol.control.address,
                                    keys_dir=protocol.control.keys_dir)  # fmt: skip
@@ -302,8 +320,19 @@ def _run(protocol, protocol_name, protocol_text, out_dir, max_minutes, stop, pro
         )
         summary["stimulation"]["stop_error"] = stop_error
         summary.update(overrides=overrides, started=started,
-                       participant=getattr(protocol.session, "participant", ""))  # fmt: skip
+                       participant=protocol.session.participant,
+                       dose_before=asdict(dose.prior) if dose else None)  # fmt: skip
     return summary, record
+
+
+def _close_ledger(ledger) -> None:
+    """Write the session's last dose and its end line; a failure is said, never raised over
+    the session's own outcome (every earlier second is already on the disk)."""
+    try:
+        ledger.close()
+    except OSError as err:
+        print(f"WARNING: the dose ledger {ledger.path} could not take the session's last "
+              f"second: {err}", file=sys.stderr)  # fmt: skip
 
 
 def _write_failed_summary(path: Path, files: dict, protocol_name: str, overrides: list[str],

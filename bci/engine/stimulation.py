@@ -10,11 +10,9 @@ from collections.abc import Callable
 import numpy as np
 import pylsl
 
-from bci.control.class_map import ClassMapController, ClassMapSettings
-from bci.control.dual_threshold import DualThresholdController, DualThresholdSettings
-from bci.control.phase import PhaseTrigger, PhaseTriggerSettings, montage_weights, pipeline_sos
-from bci.control.proportional import ProportionalController, ProportionalSettings
+from bci.control.phase import PhaseTrigger
 from bci.engine.control import ControlInbox
+from bci.engine.controllers import build_policy, build_trigger
 from bci.engine.record import FloatLog
 from bci.protocol import Protocol
 from bci.safety.command import GovernedCommand
@@ -25,57 +23,6 @@ from devices.stimulators import StimCommand, Stimulator, StimulatorError
 NONFINITE = "decoder non-finite output"
 _TELEMETRY_EVERY_S = 1.0
 _log = logging.getLogger("bci.safety")
-
-
-def governor_step_s(hop_s: float) -> float:
-    """The governor's longest slew step for a decision hop, s: at most 0.15 s worth of change
-    per command, so a long hop never becomes a step a participant feels."""
-    return max(min(1.5 * hop_s, 0.15), 1e-3)
-
-
-def build_policy(protocol: Protocol):
-    """The protocol's amplitude policy (``policy(row, time) -> amplitude``); None for the
-    phase trigger, which fires pulses instead."""
-    ctl = protocol.controller
-    ramps = {"ramp_up_per_s": ctl.ramp_up_per_s, "ramp_down_per_s": ctl.ramp_down_per_s} \
-        if ctl.kind != "phase" else {}  # fmt: skip
-    if ctl.kind == "proportional":
-        index = protocol.decoder.classes.index(ctl.target_class) if ctl.input == "decoder" else 0
-        return ProportionalController(
-            ProportionalSettings(target_index=index, p_low=ctl.p_low, p_high=ctl.p_high,
-                                 floor=ctl.floor, ceiling=ctl.ceiling,
-                                 abstain_below=ctl.abstain_below, **ramps)
-        )  # fmt: skip
-    if ctl.kind == "dual_threshold":
-        return DualThresholdController(
-            DualThresholdSettings(lower=ctl.lower, upper=ctl.upper,
-                                  onset_windows=ctl.onset_windows,
-                                  termination_windows=ctl.termination_windows,
-                                  blanking_s=ctl.blanking_s, on_amplitude=ctl.on_amplitude,
-                                  **ramps)
-        )  # fmt: skip
-    if ctl.kind == "class_map":
-        return ClassMapController(
-            ClassMapSettings(amplitudes=tuple(ctl.amplitudes), abstain_below=ctl.abstain_below,
-                             **ramps)
-        )  # fmt: skip
-    return None
-
-
-def build_trigger(protocol: Protocol, sfreq: float, pipeline) -> tuple[PhaseTrigger, np.ndarray]:
-    """The phase trigger and the spatial weights that make its 1-D signal from the picks.
-
-    The trigger corrects the phase lag of the engine's causal preprocessing filters.
-    """
-    ctl = protocol.controller
-    trigger = PhaseTrigger(
-        PhaseTriggerSettings(sfreq=sfreq, band_hz=tuple(ctl.band_hz), method=ctl.method,
-                             window_s=ctl.window_s, target_deg=ctl.target_deg,
-                             power_percentile=ctl.power_percentile,
-                             refractory_s=ctl.refractory_s, max_lateness_deg=ctl.max_lateness_deg,
-                             upstream_sos=pipeline_sos(pipeline))
-    )  # fmt: skip
-    return trigger, montage_weights(protocol.preprocessing.picks, ctl.montage)
 
 
 class StimulationPath:
@@ -415,16 +362,22 @@ class StimulationPath:
 
     def fact(self, fact: dict, now: float) -> None:
         """Record what a supervisor saw, and act on it: a broken recording (recorder gone, disk
-        full or nearly) ramps the output to zero and latches it for the session, unless the
-        protocol says ``recording.required = false``."""
+        full or nearly; unless the protocol says ``recording.required = false``) or a dose
+        ledger that cannot be written ramps the output to zero and latches it for the
+        session."""
         kind, detail = fact["fact"], {k: v for k, v in fact.items() if k not in ("cmd", "fact")}
         self._event(kind, now, **detail)
         if kind != "monitor":
             return
-        self.monitor_problems.setdefault(detail["process"], detail["error"])
-        if detail["process"] == "recorder" and self.protocol.recording.required:
-            self.governor.limit(f"recording stopped: {detail['error']}", now)
-            self.reset_policy(0.0)
+        process, error = detail["process"], detail["error"]
+        self.monitor_problems.setdefault(process, error)
+        if process == "recorder" and self.protocol.recording.required:
+            self.governor.limit(f"recording stopped: {error}", now)
+        elif process == "ledger":  # a dose the participant's ledger does not hold
+            self.governor.limit(f"dose ledger failing: {error}", now)
+        else:
+            return
+        self.reset_policy(0.0)
         self.publish_safety_events()
 
     def status(self) -> dict:

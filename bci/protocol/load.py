@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bci.protocol.schema import Protocol
+from bci.safety.site import SiteLimitsError, limits_problems, load_site_limits
 
 PROTOCOLS_DIR = Path(__file__).resolve().parents[2] / "protocols"
 """The ``protocols/`` folder of a source checkout."""
@@ -191,6 +192,16 @@ def model_problems(protocol: Protocol) -> list[str]:
     return problems
 
 
+def site_problems(protocol: Protocol) -> list[str]:
+    """Where the protocol's stimulation limits, or its controller's peak amplitude, are above
+    the site limits in force (:mod:`bci.safety.site`); a bad site file is one problem."""
+    try:
+        site = load_site_limits()
+    except SiteLimitsError as err:
+        return [f"{err.where}: {line}" for line in err.lines]
+    return limits_problems(protocol.stimulator, site, peak=protocol.controller.peak)
+
+
 def _resolve_model(protocol: Protocol, folder: Path) -> Protocol:
     """The protocol with ``decoder.model`` made absolute (relative names are relative to the
     protocol file's folder)."""
@@ -257,6 +268,7 @@ def protocol_from_data(data: dict, source: str, folder: Path,
     problems = channel_problems(protocol, _virtual_channels)
     if protocol.decoder.model is not None:
         problems += model_problems(protocol)
+    problems += site_problems(protocol)
     if problems:
         raise ProtocolError(source, problems)
     return protocol

@@ -13,6 +13,7 @@ from bci.protocol.stimulation import (
     SafetySection,
     StimulatorSection,
 )
+from bci.safety.ledger import PARTICIPANT_PATTERN, PARTICIPANT_RULE
 from bci.streams import CUE_CLASSES
 
 PositiveSeconds = Annotated[float, Field(gt=0)]
@@ -32,6 +33,17 @@ class SessionSection(_Strict):
     """Seed of the randomized cue order."""
     operator_notes: str = ""
     """Free text recorded with the session."""
+    participant: str = ""
+    """Pseudonymous participant id (``P017``): the dose ledger sums the participant's dose over
+    24 h across sessions. Required unless the stimulator is ``simulated``; "" with a simulated
+    stimulator: no ledger."""
+
+    @field_validator("participant")
+    @classmethod
+    def _participant_id(cls, value: str) -> str:
+        if value and not PARTICIPANT_PATTERN.fullmatch(value):
+            raise ValueError(f"got {value!r}; must be {PARTICIPANT_RULE}")
+        return value
 
 
 class SourceSection(_Strict):
@@ -163,6 +175,10 @@ class RecordingSection(_Strict):
     """Record every session stream to XDF with LabRecorder."""
     filename: str = "session.xdf"
     """XDF file name inside the session's output folder."""
+    required: bool = True
+    """Stimulation needs the recording: if LabRecorder ends, or its disk holds less than 30 s
+    at the rate the session records, the output ramps to zero and stays there for the session.
+    ``false`` lets the session stimulate on unrecorded (the problem is still reported)."""
     also: list[str] = []
     """LSL predicates (XPath, e.g. ``"type='EEG'"``) of further streams to record. A stream
     matching one, or named with the session's prefix, that appears after the start (a second
@@ -190,6 +206,12 @@ class Protocol(_Strict):
     @model_validator(mode="after")
     def _consistent(self):
         self._check_controller()
+        if self.stimulator.kind != "simulated" and not self.session.participant:
+            raise ValueError(
+                f"session.participant: missing; a {self.stimulator.kind} stimulator stimulates "
+                "a person, whose dose the ledger adds up over 24 h across sessions: set it to "
+                "the participant's id (--set session.participant=P017)"
+            )
         if self.decoder.epoch_tmax_s - self.decoder.epoch_tmin_s < self.preprocessing.window_s:
             raise ValueError(
                 f"decoder.epoch_tmax_s: got {self.decoder.epoch_tmax_s}; "

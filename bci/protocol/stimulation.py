@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_val
 
 from bci.safety.ceilings import HARD_CEILINGS
 from bci.safety.governor import GovernorSettings
+from bci.safety.site import HARD_ONLY, SiteLimits, limits_problems, load_site_limits
 
 Probability = Annotated[float, Field(ge=0, le=1)]
 Rate = Annotated[float, Field(gt=0)]
@@ -161,13 +162,23 @@ class LimitsSection(_Strict):
     """Session ceiling on the amplitude change rate, unit/s; at most the hard ceiling
     (tES 1 mA/s; ignored for TMS, whose intensity is a setting)."""
     max_session_s: Annotated[float, Field(gt=0)] | None = None
-    """Longest stimulation (output on) this session, s; default the hard ceiling (tDCS 40 min)."""
+    """Longest stimulation (output on) this session, s; default the site's, else the hard
+    ceiling (tDCS 40 min)."""
     max_charge_mc: Annotated[float, Field(gt=0)] | None = None
-    """Largest total charge this session, mC; default the hard ceiling (tDCS 7.2 C)."""
+    """Largest total charge this session, mC; default the site's, else the hard ceiling (tDCS
+    7.2 C)."""
     min_pulse_interval_s: Annotated[float, Field(gt=0)] | None = None
     """Shortest time between pulses, s; default the hard ceiling (TMS 1 s)."""
     max_pulses: Annotated[int, Field(ge=0)] | None = None
-    """Most pulses this session (default no limit beyond the rate)."""
+    """Most pulses this session (default the site's, else no limit beyond the rate)."""
+    max_daily_s: Annotated[float, Field(gt=0)] | None = None
+    """Longest stimulation for the participant over any rolling 24 h, this session included, s;
+    default the site's, else the hard ceiling (tDCS 40 min)."""
+    max_daily_charge_mc: Annotated[float, Field(gt=0)] | None = None
+    """Largest charge for the participant over any rolling 24 h, mC; default the site's, else
+    the hard ceiling (tDCS 7.2 C)."""
+    max_daily_pulses: Annotated[int, Field(ge=0)] | None = None
+    """Most pulses for the participant over any rolling 24 h; default the site's, else none."""
     pulse_width_us: Annotated[float, Field(gt=0)] | None = None
     """Pulse trains: width of each phase, µs (10–450)."""
     electrode_area_cm2: Annotated[float, Field(gt=0)] | None = None
@@ -213,8 +224,8 @@ class StimulatorSection(_Strict):
                 f"limits.max_amplitude: got {self.limits.max_amplitude} {hard.unit}; above the "
                 f"{self.modality} hard ceiling of {hard.max_amplitude} {hard.unit} ({hard.source})"
             )
-        try:
-            self.governor_settings()
+        try:  # the hard ceilings; the site layer is checked when the protocol is loaded
+            self.governor_settings(site=HARD_ONLY)
         except ValueError as err:
             field, _, rest = str(err).partition(" must ")
             where = "frequency_hz" if field == "frequency_hz" else f"limits.{field}"
@@ -223,16 +234,34 @@ class StimulatorSection(_Strict):
             raise ValueError(f"limits: {err}") from None
         return self
 
-    def governor_settings(self, stop_ramp_s: float = 0.5, max_step_s: float = 0.1):
-        """The governor's settings for this stimulator and its session limits."""
-        limits = self.limits
-        slew = limits.max_slew_per_s if self.modality != "tms" else float("inf")
+    def governor_settings(self, stop_ramp_s: float = 0.5, max_step_s: float = 0.1,
+                          site: SiteLimits | None = None) -> GovernorSettings:  # fmt: skip
+        """The governor's settings for this stimulator: the stricter of the hard ceilings, the
+        site limits and the protocol's session limits (a limit the protocol leaves out takes
+        the site's, else the hard ceiling).
+
+        ``site`` None reads the site layer in force (:func:`bci.safety.site.load_site_limits`).
+        Raises ``ValueError`` when a protocol limit is above the site's (a site file changed
+        since the protocol was checked) and ``SiteLimitsError`` for a bad site file.
+        """
+        site = load_site_limits() if site is None else site
+        if problems := limits_problems(self, site):
+            raise ValueError("; ".join(problems))
+        limits, modality = self.limits, self.modality
+
+        def pick(key: str):
+            value = getattr(limits, key)
+            return site.value(modality, key) if value is None else value
+
+        slew = limits.max_slew_per_s if modality != "tms" else float("inf")
         return GovernorSettings(
-            self.modality, limits.max_amplitude, slew, stop_ramp_s, max_step_s,
-            max_session_s=limits.max_session_s, max_charge_mc=limits.max_charge_mc,
+            modality, limits.max_amplitude, slew, stop_ramp_s, max_step_s,
+            max_session_s=pick("max_session_s"), max_charge_mc=pick("max_charge_mc"),
             frequency_hz=self.frequency_hz, min_pulse_interval_s=limits.min_pulse_interval_s,
-            max_pulses=limits.max_pulses, pulse_width_us=limits.pulse_width_us,
-            electrode_area_cm2=limits.electrode_area_cm2,
+            max_pulses=pick("max_pulses"), pulse_width_us=limits.pulse_width_us,
+            electrode_area_cm2=limits.electrode_area_cm2, max_daily_s=pick("max_daily_s"),
+            max_daily_charge_mc=pick("max_daily_charge_mc"),
+            max_daily_pulses=pick("max_daily_pulses"),
         )  # fmt: skip
 
 
@@ -247,4 +276,22 @@ class ControlSection(_Strict):
     enabled: bool = True
     """Accept operator commands (emergency stop, re-arm, status) over ZeroMQ."""
     address: str = "tcp://127.0.0.1:5557"
-    """Where the engine listens; port 0 picks a free one (printed and published as an event)."""
+    """Where the engine listens; port 0 picks a free one (printed and published as an event).
+    Off the loopback (``0.0.0.0``, ``*``, a LAN address, a host name) only with ``keys_dir``."""
+    keys_dir: str | None = None
+    """CURVE keys folder (``bci control keygen NAME`` makes it, default
+    ``~/.config/neuroloop/keys``): only operators whose public key is in its ``operators/``
+    folder connect, and each command records the key's name. None: loopback only, guarded by a
+    per-session secret only this user can read."""
+
+    @model_validator(mode="after")
+    def _reachable_only_with_keys(self):
+        if self.enabled:
+            from bci.engine.control_auth import check_bind
+
+            try:
+                check_bind(self.address, self.keys_dir)
+            except ValueError as err:
+                raise ValueError(str(err).removeprefix("control.").replace(
+                    "--address must look like", "address: must look like")) from None
+        return self

@@ -29,9 +29,10 @@ from tqdm import tqdm
 
 from bci.acquire.inlet import InletSettings
 from bci.decode import Decoder, select_inputs
+from bci.engine.controllers import governor_step_s
 from bci.engine.fitting import input_indices, session_info
 from bci.engine.preprocess import eeg_pipeline
-from bci.engine.stimulation import StimulationPath, governor_step_s
+from bci.engine.stimulation import StimulationPath
 from bci.protocol import Protocol, ProtocolError
 from bci.replay.compare import compare
 from bci.replay.recording import RecordedStream, Recording, RecordingError, load_recording

@@ -2,6 +2,13 @@
 
 A protocol's session limits are accepted only at or below these (``bci check`` refuses others),
 and the governor clamps every command to the stricter of the two.
+
+Daily ceilings bound one participant's dose over any rolling 24 h, across sessions and restarts
+(the dose ledger, :mod:`bci.safety.ledger`). tDCS: Bikson et al. 2016 found no serious
+adverse effect up to 40 min, 4 mA and 7.2 C in one session, and the evidence it reviews for
+several sessions within a day is thin, so the per-session ceilings stand for the day (at most
+one full-dose session per 24 h). The other modalities have no published daily ceiling; theirs
+are infinite, and a site sets its own (:mod:`bci.safety.site`).
 """
 
 from __future__ import annotations
@@ -40,6 +47,12 @@ class HardCeiling:
     """Allowed pulse width per phase, µs."""
     max_charge_density_uc_cm2: float = _INF
     """Largest charge per phase per electrode area, µC/cm²."""
+    max_daily_s: float = _INF
+    """Longest stimulation time per participant over any rolling 24 h (all sessions), s."""
+    max_daily_charge_mc: float = _INF
+    """Largest total charge per participant over any rolling 24 h, mC."""
+    max_daily_pulses: float = _INF
+    """Most pulses per participant over any rolling 24 h (a count; inf: no ceiling)."""
 
 
 TES_SLEW_MA_PER_S = 1.0
@@ -55,6 +68,7 @@ HARD_CEILINGS = MappingProxyType(
             4.0, "mA", TES_SLEW_MA_PER_S,
             "Bikson et al. 2016, Brain Stimul 9:641: ≤ 4 mA, ≤ 40 min, ≤ 7.2 C per session",
             signed=True, max_session_s=40 * 60.0, max_charge_mc=7200.0,
+            max_daily_s=40 * 60.0, max_daily_charge_mc=7200.0,
         ),
         "tacs": HardCeiling(
             2.0, "mA", TES_SLEW_MA_PER_S,

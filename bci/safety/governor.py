@@ -6,12 +6,8 @@ import math
 from dataclasses import dataclass, field
 
 from bci.safety.ceilings import HARD_CEILINGS, max_pulse_amplitude_ma
-
-MAX_HOLD_S = 1.0
-"""Longest a stimulator holds a command without hearing from the host: the Magstim disarms after
-1 s of silence, the tES protocol's device watchdog zeros the output after 0.5 s, and the engine
-writes at least every loop iteration. Charge and time are integrated over at most this much
-after each command, and the dose limits keep a reserve of it."""
+from bci.safety.command import CommandIssuer, fail_safe
+from bci.safety.dose import MAX_HOLD_S, DoseTotals, daily_remaining, dose_refusal, pulse_refusal
 
 
 @dataclass(frozen=True)
@@ -44,6 +40,13 @@ class GovernorSettings:
     """Pulse trains: width of each phase, µs (10–450)."""
     electrode_area_cm2: float | None = None
     """Pulse trains: the stimulating contact's area, cm² (sets the charge-density bound)."""
+    max_daily_s: float | None = None
+    """Longest stimulation for the participant over any rolling 24 h, this session included, s
+    (tDCS: ≤ 2400)."""
+    max_daily_charge_mc: float | None = None
+    """Largest total charge for the participant over any rolling 24 h, mC (tDCS: ≤ 7200)."""
+    max_daily_pulses: float | None = None
+    """Most pulses for the participant over any rolling 24 h (a count; inf: no limit)."""
 
     def __post_init__(self) -> None:
         if self.modality not in HARD_CEILINGS:
@@ -63,6 +66,9 @@ class GovernorSettings:
             "max_session_s": (hard.max_session_s, "s"),
             "max_charge_mc": (hard.max_charge_mc, "mC"),
             "min_pulse_interval_s": (1.0 / hard.max_pulse_rate_hz, "s"),
+            "max_daily_s": (hard.max_daily_s, "s"),
+            "max_daily_charge_mc": (hard.max_daily_charge_mc, "mC"),
+            "max_daily_pulses": (hard.max_daily_pulses, "pulses"),
         }
         for name, (ceiling, unit) in defaults.items():
             value = getattr(self, name)
@@ -148,23 +154,31 @@ class GovernorState:
     events: list[SafetyEvent] = field(default_factory=list)
 
 
-class Governor:
+class Governor(CommandIssuer):
     """Clamps amplitude and slew, integrates charge and time, rate-limits pulses, trips on
     non-finite requests and watchdogs, latches dose limits and the emergency stop.
 
     A trip (watchdog: stalled input or silent decoder) holds the output at or below where it was
     and ramps it to zero within ``stop_ramp_s`` (TMS: disarms at once); :meth:`recover` lifts it,
     after which the output can rise again only through the slew limit. A dose limit (charge,
-    stimulation time, pulse count) ramps to zero and stays. The emergency stop zeroes at once
-    and stays until :meth:`rearm`.
+    stimulation time, pulse count: this session's, or the participant's over 24 h counting
+    ``prior``) ramps to zero and stays. The emergency stop zeroes at once and stays until
+    :meth:`rearm`.
 
     Parameters
     ----------
     settings : GovernorSettings
+    prior : DoseTotals | None
+        The participant's dose over the 24 h before this session (the dose ledger's
+        ``participant_totals``); None: nothing. ``state`` counts this session only.
     """
 
-    def __init__(self, settings: GovernorSettings) -> None:
+    def __init__(self, settings: GovernorSettings, prior: DoseTotals | None = None) -> None:
+        if prior is not None and not isinstance(prior, DoseTotals):
+            raise TypeError(f"prior must be a DoseTotals or None, got {prior!r}.")
         self.settings = settings
+        self.prior = prior or DoseTotals()
+        """The participant's dose over the 24 h before this session."""
         self.state = GovernorState()
         s = settings
         self._low = -s.max_amplitude if s.signed else 0.0
@@ -172,6 +186,7 @@ class Governor:
         """Whether the amplitude is a current whose charge counts (not a TMS intensity)."""
         self._ramp_from: tuple[float, float] | None = None
         """(amplitude, time) where the current ramp to zero started."""
+        self._init_issuer()
 
     @property
     def amplitude(self) -> float:
@@ -188,6 +203,17 @@ class Governor:
     def estopped(self) -> bool:
         """Whether the emergency stop is latched."""
         return self.state.estop is not None
+
+    @property
+    def session_totals(self) -> DoseTotals:
+        """This session's dose so far (the dose ledger's writer thread reads it)."""
+        state = self.state
+        return DoseTotals(state.on_time_s, state.charge_mc, state.n_pulses)
+
+    @property
+    def daily_remaining(self) -> DoseTotals:
+        """What the participant may still receive within the daily limits (inf: no limit)."""
+        return daily_remaining(self.settings, self.prior, self.session_totals)
 
     def _event(self, time: float, kind: str, detail: str) -> None:
         self.state.events.append(SafetyEvent(time, kind, detail))
@@ -217,31 +243,16 @@ class Governor:
         self.state.max_abs_amplitude = max(self.state.max_abs_amplitude, abs(amplitude))
         return amplitude
 
-    def _dose_allows(self, amplitude: float) -> bool:
-        """Whether ``amplitude`` leaves enough charge and time to hold it and then ramp down.
-
-        Holding a command costs at most ``MAX_HOLD_S`` of it; a ramp to zero sampled by
-        commands at least every ``MAX_HOLD_S`` costs at most ``MAX_HOLD_S`` more charge and
-        ``stop_ramp_s + MAX_HOLD_S`` more time.
-        """
-        if not amplitude:
-            return True
-        s, state = self.settings, self.state
-        return (
-            state.charge_mc + abs(amplitude) * 2 * MAX_HOLD_S <= s.max_charge_mc
-            and state.on_time_s + 2 * MAX_HOLD_S + s.stop_ramp_s <= s.max_session_s
-        )
-
-    def _dose_reason(self) -> str:
-        s, state = self.settings, self.state
-        if state.on_time_s + 2 * MAX_HOLD_S + s.stop_ramp_s > s.max_session_s:
-            return f"stimulation time {state.on_time_s:.0f} s of {s.max_session_s:g} s"
-        return f"charge {state.charge_mc / 1e3:.3f} C of {s.max_charge_mc / 1e3:g} C"
+    def _dose_reason(self, amplitude: float) -> str | None:
+        """Why ``amplitude`` leaves too little charge or time, this session's or the
+        participant's today, to hold it and then ramp down; None if it fits."""
+        state = self.state
+        return dose_refusal(self.settings, self.prior, state.on_time_s, state.charge_mc, amplitude)
 
     def _check_dose(self, time: float) -> None:
         """Latch the dose limit when the output held now no longer fits the budget."""
-        if not self.tripped and not self._dose_allows(self.state.amplitude):
-            self.limit(f"session limit reached: {self._dose_reason()}", time)
+        if not self.tripped and (reason := self._dose_reason(self.state.amplitude)):
+            self.limit(reason, time)
 
     def _start_ramp(self, time: float) -> None:
         if self._ramp_from is None:
@@ -259,6 +270,7 @@ class Governor:
             ramped = self.state.amplitude
         return self._set(ramped)
 
+    @fail_safe
     def request(self, amplitude: float, time: float) -> float:
         """The amplitude allowed for a controller's request at ``time`` (s, local clock).
 
@@ -279,8 +291,8 @@ class Governor:
             since = 0.0 if state.slew_from is None else max(time - state.slew_from, 0.0)
             step = s.max_slew_per_s * min(since, s.max_step_s)
             allowed = min(max(allowed, state.amplitude - step), state.amplitude + step)
-        if not self._dose_allows(allowed):
-            return self.limit(f"session limit reached: {self._dose_reason()}", time)
+        if (reason := self._dose_reason(allowed)) is not None:
+            return self.limit(reason, time)
         self._slew_from_now(time)
         # differences below 0.1 % of the ceiling are clock jitter between the controller's sample
         # times and our write times, not clamps worth an event
@@ -289,6 +301,7 @@ class Governor:
             self._event(time, "clamp", f"requested {amplitude:.4g}, allowed {allowed:.4g}")
         return self._set(allowed)
 
+    @fail_safe
     def request_pulse(self, time: float) -> bool:
         """Whether a pulse (TMS, or a tACS phase reset) may go out at ``time``; counts it.
 
@@ -308,8 +321,8 @@ class Governor:
         ):
             gap = time - state.last_pulse_time
             reason = f"{gap:.3f} s after the previous pulse; minimum {s.min_pulse_interval_s:g} s"
-        elif s.max_pulses is not None and state.n_pulses >= s.max_pulses:
-            self.limit(f"session limit reached: {state.n_pulses} pulses", time)
+        elif (limit := pulse_refusal(s, self.prior, state.n_pulses)) is not None:
+            self.limit(limit, time)  # this session's max_pulses, or the daily one with prior
             reason = "pulse limit reached"
         if reason is not None:
             state.n_refused += 1
@@ -317,8 +330,10 @@ class Governor:
             return False
         state.n_pulses += 1
         state.last_pulse_time = time
+        self._grant_pulse(time)
         return True
 
+    @fail_safe
     def trip(self, reason: str, time: float, kind: str = "trip") -> float:
         """Start ramping to zero (TMS: disarm) and refuse any rise until :meth:`recover`.
 
@@ -332,9 +347,10 @@ class Governor:
             self._event(time, kind, reason)
         return self._ramped(time)
 
+    @fail_safe
     def limit(self, reason: str, time: float) -> float:
-        """Latch a session dose limit: ramp to zero and stay there for the session; returns
-        the output now."""
+        """Latch a session or daily dose limit: ramp to zero and stay there for the session;
+        returns the output now."""
         self._integrate(time)
         if self.state.latched is None:
             self.state.latched = reason
@@ -348,6 +364,7 @@ class Governor:
         state = self.state
         state.slew_from = time if state.slew_from is None else max(state.slew_from, time)
 
+    @fail_safe
     def recover(self, time: float) -> None:
         """Lift a trip once its cause is gone (not a dose limit, not the emergency stop)."""
         self.tick(time)
@@ -359,6 +376,7 @@ class Governor:
                 self._slew_from_now(time)  # the slew limit counts from here
             self._check_dose(time)
 
+    @fail_safe
     def estop(self, reason: str, time: float) -> float:
         """Emergency stop: output to zero now, latched until :meth:`rearm`; returns 0."""
         self._integrate(time)
@@ -368,6 +386,7 @@ class Governor:
         self._ramp_from = (0.0, time)
         return self._set(0.0)
 
+    @fail_safe
     def rearm(self, time: float, who: str = "operator") -> bool:
         """Lift the emergency stop (an explicit operator action); True if one was latched.
         The output then rises again only through the slew limit, from zero."""
@@ -381,6 +400,7 @@ class Governor:
             self._slew_from_now(time)
         return True
 
+    @fail_safe
     def tick(self, time: float) -> float:
         """The output at ``time`` with no new request: the ramp while held, else unchanged."""
         self._integrate(time)

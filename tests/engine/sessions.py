@@ -16,8 +16,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def session_overrides(prefix: str, *extra: str, record: bool = False) -> list[str]:
     """What every test session sets: its own streams, a free control port, no XDF unless
-    asked."""
-    return [f"session.prefix={prefix}", "control.address=tcp://127.0.0.1:0",
+    asked, and its own participant (a dose ledger of its own, in the tests' ledger folder)."""
+    return [f"session.prefix={prefix}", f"session.participant={prefix}",
+            "control.address=tcp://127.0.0.1:0",
             f"recording.enabled={str(record).lower()}", *extra]  # fmt: skip
 
 

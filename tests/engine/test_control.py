@@ -82,3 +82,13 @@ def test_bci_control_needs_confirm_to_rearm_and_reports_a_missing_engine(server,
 def test_bci_emulate_prints_its_port(device, capsys):
     assert main(["emulate", device, "--duration", "0.2"]) == 0
     assert "/dev/pts/" in capsys.readouterr().out
+
+
+def test_bci_control_says_what_is_wrong_with_its_keys_or_arguments(server, tmp_path, capsys):
+    assert main(["control", "status", "extra", "--address", server.address]) == 2
+    assert "only keygen takes a name" in capsys.readouterr().err
+    missing = str(tmp_path / "no-keys")
+    assert main(["control", "status", "--address", server.address, "--keys-dir", missing]) == 2
+    assert "bci control keygen" in capsys.readouterr().err
+    assert main(["control", "note", "--text", "n" * 2500, "--address", server.address]) == 0
+    assert "cut to its first 2000 characters" in json.loads(capsys.readouterr().out)["cut"]

@@ -16,8 +16,9 @@ from bci.control.class_map import ClassMapController
 from bci.control.dual_threshold import DualThresholdController
 from bci.control.proportional import ProportionalController
 from bci.engine.control import ControlInbox
+from bci.engine.controllers import build_policy
 from bci.engine.preprocess import eeg_pipeline
-from bci.engine.stimulation import StimulationPath, build_policy
+from bci.engine.stimulation import StimulationPath
 from bci.protocol import load_protocol
 from devices.emulators.tes import TesEmulator
 from devices.stimulators import SimulatedStimulator, StimulatorError
@@ -96,7 +97,8 @@ def tacs() -> Iterator[Path]:
 def tes() -> Iterator[tuple[Path, TesEmulator]]:
     """alpha_phase_tacs on a real tES driver talking to the emulator over a pty."""
     with TesEmulator() as emulator:
-        overrides = ["stimulator.kind=tes", f"stimulator.port={emulator.port}"]
+        overrides = ["stimulator.kind=tes", f"stimulator.port={emulator.port}",
+                     "session.participant=test-tes"]  # fmt: skip
         protocol, _ = load_protocol("alpha_phase_tacs", overrides)
         stimulator = TesStimulator(emulator.port, "tacs")
         stimulator.connect()
@@ -232,18 +234,15 @@ def test_unplugged_stimulator_fails_the_path_and_latches_the_estop(tes):
     n_commands = len(p.commands)
     emulator.unplug()
     with pytest.raises(StimulatorError, match=r"tES stimulator.*(cable|reply)"):
-        p.path.write(
-            p.path.governor.amplitude + 0.01,
-            pylsl.local_clock(),
-            origin="decision",
-            decided_at=pylsl.local_clock(),
-        )
+        now = pylsl.local_clock()
+        p.path.governor.request(p.path.governor.amplitude + 0.01, now)
+        p.path.write(now, origin="decision", decided_at=now)
     assert p.path.failed and "tES stimulator" in p.path.failed
     assert p.path.governor.estopped and p.path.governor.amplitude == 0.0
     estop = next(e for e in p.events if e["kind"] == "safety.estop")
     assert "stimulator failed" in estop["detail"]
     # nothing more goes to the dead device, and nothing raises any more
-    assert p.path.write(0.0, 0.0, origin="decision", decided_at=0.0) is None
+    assert p.path.write(0.0, origin="decision", decided_at=0.0) is None
     p.path.decide(np.array([0.0]), pylsl.local_clock(), stimulate=True)
     p.path.poll(pylsl.local_clock())
     p.path.hold_safe(pylsl.local_clock(), pylsl.local_clock())
@@ -293,7 +292,7 @@ def test_ramp_to_zero_follows_the_stop_ramp_then_writes_zero(tacs):
         ("beta_adaptive", [], DualThresholdController),
         ("demo", ['controller={kind="class_map", amplitudes=[0.0, 1.0]}'], ClassMapController),
         ("alpha_phase_tacs", [], type(None)),
-        ("mu_trough_tms", [], type(None)),
+        ("mu_trough_tms", ["session.participant=test-tms"], type(None)),
     ],
 )
 def test_build_policy_builds_the_protocols_controller(name, overrides, kind):

@@ -17,9 +17,16 @@ from pathlib import Path
 import pytest
 
 from bci.replay import load_recording
+from bci.safety.ledger import participant_totals, read_ledger
 from bci.streams import STIM_CHANNELS, STIM_ORIGINS
 from tests.conftest import wait_for
-from tests.faults.harness import BETA_VIRTUAL, REPO_ROOT, session_overrides
+from tests.faults.harness import (
+    BETA_VIRTUAL,
+    REPO_ROOT,
+    SessionThread,
+    session_overrides,
+    stop_session,
+)
 
 
 def _start_run(prefix: str, out: Path, *extra: str) -> subprocess.Popen:
@@ -100,7 +107,14 @@ def test_a_killed_session_leaves_an_incomplete_summary_at_most_2_s_old(unique_na
     assert summary["complete"] is False and summary["reason"].startswith("running")
     updated = datetime.fromisoformat(summary["updated"])
     assert (killed - updated).total_seconds() <= 2.0
-    assert summary["stimulation"]["charge_mC"] > 0 and summary["stimulation"]["on_time_s"] > 2
+    assert summary["stimulation"]["charge_mC"] > 0 and summary["stimulation"]["on_time_s"] > 0.5
+    # the participant's ledger holds the dose: it is appended every 0.5 s while it grows (the
+    # summary every second), so it is at least as far along as the summary, give or take one of
+    # its own appends (tests/safety/test_ledger.py kills a writer mid-dose to bound it to 1 s)
+    assert read_ledger(unique_name)[0]["type"] == "start"
+    total = participant_totals(unique_name, "pulse_train")
+    assert total.on_time_s >= summary["stimulation"]["on_time_s"] - 0.6
+    assert total.charge_mc >= summary["stimulation"]["charge_mC"] - 0.6 * 2.0  # ≤ 2 mA
     # the protocol that ran, overrides applied, is there from the start and loads as it is
     resolved = (out / "protocol.toml").read_text()
     assert f"session.prefix={unique_name}" in resolved and "[stimulator.limits]" in resolved
@@ -122,3 +136,32 @@ def test_a_folder_holding_a_session_is_refused(unique_name, tmp_path):
     assert done.returncode == 2
     assert "already holds a session (summary.json)" in done.stderr
     assert (out / "summary.json").read_text() == "{}"
+
+
+def test_a_second_session_starts_from_the_first_ones_dose_and_stops_at_the_daily_limit(
+    unique_name, tmp_path, monkeypatch
+):
+    """Stop then Start gives no fresh budget: the participant's ledger carries the first
+    session's dose into the second, whose governor latches at the site's daily limit."""
+    site = tmp_path / "site-limits.toml"
+    site.write_text("[pulse_train]\nmax_daily_s = 14\n")
+    monkeypatch.setenv("NEUROLOOP_SITE_LIMITS", str(site))
+    first = SessionThread("beta_adaptive", session_overrides(unique_name, *BETA_VIRTUAL),
+                          tmp_path / "first").start()  # fmt: skip
+    first.wait_until(lambda: first.engine.governor.state.on_time_s > 4, 40, "4 s of stimulation")
+    stop_session(first)
+    assert first.error is None, first.error
+    had = first.summary["stimulation"]["on_time_s"]
+    second = SessionThread("beta_adaptive", session_overrides(unique_name, *BETA_VIRTUAL),
+                           tmp_path / "second").start()  # fmt: skip
+    try:
+        governor = second.engine.governor
+        assert abs(governor.prior.on_time_s - had) < 1.5  # the ledger's last second at most
+        second.wait_until(lambda: governor.state.latched is not None, 40, "the daily limit")
+        assert "daily limit" in governor.state.latched
+        # the two sessions together stay within the day's 14 s (the reserve covers the ramp)
+        assert governor.prior.on_time_s + governor.state.on_time_s <= 14.0
+    finally:
+        stop_session(second)
+    assert second.error is None, second.error
+    assert second.summary["dose_before"]["on_time_s"] == governor.prior.on_time_s
