@@ -172,12 +172,12 @@ _CONTROL_HELP = (
     "--confirm). status: the session's state. stop: end the session. note: record an "
     "operator's note (--text, up to 2000 characters) in the session-info stream. pause: hold "
     "the output at zero and the timeline still; resume: go on.",
-    "Who may: anyone who reaches the channel may send estop and status (an emergency stop is "
-    "never refused). The other commands need, on this machine, the session's secret (a file "
-    "only the user who started the session can read, found automatically: nothing to type) "
-    "or, when the session runs with control.keys_dir, an operator key on its allow-list "
-    "(a session listening off this machine needs keys; with keys, a key not on the "
-    "allow-list cannot connect at all).",
+    "Who may: anyone who reaches the channel may send estop (an emergency stop is never "
+    "refused). The other commands need, on this machine, the session's secret (a file only "
+    "the user who started the session can read, found automatically: nothing to type; status "
+    "needs none) or, when the session runs with control.keys_dir, an operator key on its "
+    "allow-list (a session listening off this machine needs keys; a key not on the "
+    "allow-list may only send estop, and what it tried is recorded).",
     "keygen NAME: make operator NAME's CURVE keys in the keys folder (--dir; default "
     "$NEUROLOOP_KEYS_DIR, else ~/.config/neuroloop/keys), allow NAME there, and make the "
     "engine's own keys if the folder has none:",

@@ -143,7 +143,8 @@ class ControlServer:
             self._ring = KeyRing(self.keys_dir)
             self._authenticator = start_allow_list(
                 self._context, self._ring,
-                lambda **detail: self._facts("control_refused", reason="unknown key", **detail),
+                lambda **detail: self._facts("control_refused", reason="unknown key: only an "
+                                             "emergency stop is taken from it", **detail),
             )  # fmt: skip
         socket = self._context.socket(zmq.ROUTER)
         socket.setsockopt(zmq.LINGER, 0)
@@ -243,7 +244,9 @@ class ControlServer:
             estop["who"] = user or self._verified_who(message, estop["who"])
             return self._post(identity, estop)
         command = check_command(message)
-        if command["cmd"] not in OPEN_COMMANDS:
+        # under CURVE, only the allow-list's keys may do more than stop (status included)
+        unknown = self.keys_dir is not None and (user is None or user not in self._ring.names())
+        if command["cmd"] not in OPEN_COMMANDS or unknown:
             refusal = self._refusal(message, user)
             if refusal is not None:
                 self._facts("control_refused", command=command["cmd"], reason=refusal[:200],
@@ -271,8 +274,10 @@ class ControlServer:
         """Why a guarded command may not be carried out, or None."""
         if self.keys_dir is not None:
             if user is None or user not in self._ring.names():
+                holder = user or "this connection, which has no key,"
                 return (f'"{message.get("cmd")}" needs a key on the engine\'s allow-list '
-                        f"({self._ring.folder}); this connection has none")  # fmt: skip
+                        f"({self._ring.folder}); {holder} is not on it (an emergency stop "
+                        "is taken from anyone)")  # fmt: skip
             return None
         try:
             self._guard.verify(message)

@@ -173,9 +173,16 @@ class KeyRing:
         return set(self._current().values())
 
 
+UNKNOWN_PREFIX = "unknown key "
+"""How the ZAP handler names a key that is not on the allow-list (its z85 text follows)."""
+
+
 class _AllowList(ThreadAuthenticator):
-    """ZAP handler: only keys on the allow-list connect, named by their file; every refusal is
-    reported through ``on_refused(key=..., address=...)``."""
+    """ZAP handler: any CURVE key connects (the handshake proves it holds its secret), named by
+    its allow-list file, or ``unknown key <z85>`` when it is on none. An emergency stop is never
+    refused, so an unknown key may send one; the server refuses it everything else, command by
+    command, and records each refusal. Each connection of an unknown key is reported through
+    ``on_unknown(key=..., address=...)``."""
 
     def __init__(self, context: zmq.Context, ring: KeyRing,
                  on_refused: Callable[..., object]) -> None:  # fmt: skip
@@ -189,19 +196,20 @@ class _AllowList(ThreadAuthenticator):
         await super().handle_zap_message(msg)
 
     def callback(self, domain: str, key: bytes) -> bool:
-        """The credentials provider: is this public key (z85) allowed?"""
+        """The credentials provider: every key connects; an unknown one (z85) is reported."""
         try:
-            if self.ring.name_of(key) is not None:
-                return True
-            self.on_refused(key=key.decode("ascii", "replace"), address=self.peer)
-        except Exception as err:  # refused (fail closed), and said why
+            if self.ring.name_of(key) is None:
+                self.on_refused(key=key.decode("ascii", "replace"), address=self.peer)
+        except Exception as err:  # reported; what it may do is still decided per command
             self.on_refused(key=key.decode("ascii", "replace"), address=self.peer,
                             error=f"{type(err).__name__}: {err}")  # fmt: skip
-        return False
+        return True
 
     def curve_user_id(self, client_public_key: bytes) -> str:
-        """The ZAP reply's User-Id (what the server reads from each request): the key's name."""
-        return self.ring.name_of(z85.encode(client_public_key)) or ""
+        """The ZAP reply's User-Id (what the server reads from each request): the key's name,
+        or ``unknown key <z85>``."""
+        public = z85.encode(client_public_key)
+        return self.ring.name_of(public) or UNKNOWN_PREFIX + public.decode("ascii", "replace")
 
 
 def start_allow_list(context: zmq.Context, ring: KeyRing,
