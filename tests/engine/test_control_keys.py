@@ -1,6 +1,7 @@
 """CURVE keys on the control channel: ``bci control keygen``, an allow-list outside which a key
 may only stop (everything else refused and recorded), the key's name recorded as ``who``, and no
-listening off the loopback without keys. The clients run as separate processes (``python -m bci control``)."""
+listening off the loopback without keys. The clients run as separate processes
+(``python -m bci control``)."""
 
 from __future__ import annotations
 
