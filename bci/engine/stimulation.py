@@ -290,11 +290,14 @@ class StimulationPath:
             if telemetry:
                 self._event("telemetry", now, device=telemetry)
 
-    def estop(self, who: str, now: float, sample_time: float, write: bool = True) -> None:
+    def estop(self, who: str, now: float, sample_time: float, write: bool = True,
+              reason: str | None = None) -> None:  # fmt: skip
         """Emergency stop: zero (TMS: disarm) now, latched until an operator re-arms
-        (``write=False``: the governor only; offline replay writes what the session wrote)."""
-        self.governor.estop(f"emergency stop by {who}", now)
-        self._event("operator", now, cmd="estop", who=who)
+        (``write=False``: the governor only; offline replay writes what the session wrote;
+        ``reason``: why, when it is not an operator's act, e.g. the control channel failed)."""
+        why = f": {reason}" if reason else ""
+        self.governor.estop(f"emergency stop by {who}{why}", now)
+        self._event("operator", now, cmd="estop", who=who, **({"reason": reason} if reason else {}))
         self.reset_policy(0.0)
         last = self.stimulator.last
         if write and (last is None or last.amplitude != 0.0):
@@ -325,10 +328,10 @@ class StimulationPath:
                 continue
             if not future.set_running_or_notify_cancel():
                 if cmd == "estop":
-                    self.estop(who, now, sample_time)
+                    self.estop(who, now, sample_time, reason=command.get("reason"))
                 continue
             if cmd == "estop":
-                self.estop(who, now, sample_time)
+                self.estop(who, now, sample_time, reason=command.get("reason"))
                 reply = {"ok": True, "estop": self.governor.state.estop}
             elif cmd == "rearm" and command.get("confirm") is not True:
                 reply = {"ok": False, "error": "re-arming needs an explicit confirmation: send "

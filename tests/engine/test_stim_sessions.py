@@ -197,7 +197,10 @@ def test_unplugged_tes_stimulator_ends_the_session_saying_what_to_do(unique_name
     assert engine.governor.estopped and engine.governor.amplitude == 0.0
     kinds = [event["kind"] for event in engine.record.events]
     assert "safety.estop" in kinds and "error" in kinds and kinds[-1] == "end"
-    assert not (tmp_path / "summary.json").exists()  # a failed session claims no summary
+    # the summary says the session failed, and why
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["complete"] is False and "StimulatorError" in summary["reason"]
+    assert summary["stimulation"]["estop"].startswith("stimulator failed")
 
 
 @pytest.mark.slow

@@ -186,7 +186,8 @@ def test_rearm_needs_confirmation_then_rises_only_through_the_slew_limit(tacs):
     p.serve({"cmd": "estop"})
     refused = p.serve({"cmd": "rearm"})
     assert refused["ok"] is False and "confirm" in refused["error"]
-    assert p.serve({"cmd": "rearm", "confirm": "yes"})["ok"] is False  # only JSON true counts
+    with pytest.raises(ValueError, match="confirm"):  # only JSON true counts: refused at post
+        p.serve({"cmd": "rearm", "confirm": "yes"})
     assert p.path.governor.estopped and "safety.rearm" not in p.kinds()
     rearmed_at = pylsl.local_clock()
     reply = p.serve({"cmd": "rearm", "confirm": True, "who": "test"})
