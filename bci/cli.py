@@ -67,7 +67,8 @@ def cmd_run(args) -> int:
     from bci.acquire import StreamNotFoundError
     from bci.cli_stim import end_on_signals, estop_on_ctrl_c
     from bci.engine.control import ControlInbox
-    from bci.engine.session import default_out_dir, run_session
+    from bci.engine.session import run_session
+    from bci.engine.session_files import default_out_dir
     from bci.safety.dose import DoseLimitError
 
     out = Path(args.out) if args.out else default_out_dir()

@@ -44,11 +44,6 @@ _RECORDER_FLUSH_S = 0.5
 """Time given to LabRecorder to receive the last samples before it closes the file, s."""
 
 
-def default_out_dir() -> Path:
-    """``sessions/<timestamp>/`` under the working directory."""
-    return Path("sessions") / datetime.now().strftime("%Y%m%d-%H%M%S")
-
-
 def virtual_subject_command(protocol: Protocol) -> list[str]:
     """The ``bci simulate`` command line that plays the protocol's virtual subject."""
     src = protocol.source

@@ -62,6 +62,17 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def default_out_dir(root: Path = Path("sessions")) -> Path:
+    """``sessions/<timestamp>/`` under the working directory; ``<timestamp>-2``, ``-3``, ... when
+    a session started within the same second (a session folder is never reused)."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    candidate, n = root / stamp, 1
+    while candidate.exists():
+        n += 1
+        candidate = root / f"{stamp}-{n}"
+    return candidate
+
+
 def claim_out_dir(out_dir: Path, recording_name: str = "session.xdf") -> Path:
     """Create the session folder, or refuse one that already holds a session.
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import sys
 import threading
-from datetime import datetime
 from pathlib import Path
 
 from PySide6.QtCore import QTimer, Signal, Slot
@@ -23,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from bci.engine.session_files import default_out_dir
 from bci.engine.timeline import plan_blocks, planned_duration_s
 from bci.protocol import Protocol, ProtocolError, load_protocol
 from gui.panels.control import ControlClient
@@ -241,10 +241,7 @@ class SessionPanel(QWidget):
             return False
         protocol = self._protocol
         text = self.out_edit.text().strip()
-        out_dir = (
-            Path(text) if text else Path("sessions") / datetime.now().strftime("%Y%m%d-%H%M%S")
-        )
-        out_dir = out_dir.resolve()
+        out_dir = (Path(text) if text else default_out_dir()).resolve()
         note = self.start_note or self.note_edit.text().strip()
         pid = self.session.start(self.command_line(out_dir, note))
         if note and not self.start_note:
