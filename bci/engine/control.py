@@ -14,6 +14,7 @@ serving thread end anyway, it emergency-stops the session on its way out.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import sys
@@ -214,9 +215,11 @@ class ControlServer:
         """The serving thread is ending on its own: no later emergency stop could arrive, so
         stop the stimulation now and say why."""
         self.failed = reason
-        print(f"CONTROL CHANNEL FAILED ({reason}): emergency stop", file=sys.stderr, flush=True)
         self.inbox.emergency_stop("control channel", f"the control channel failed: {reason}")
         self.inbox.post_fact("control_channel_failed", reason=reason)
+        with contextlib.suppress(OSError, ValueError):  # the terminal may be gone (SIGHUP)
+            print(f"CONTROL CHANNEL FAILED ({reason}): emergency stop", file=sys.stderr,
+                  flush=True)  # fmt: skip
 
     def _handle(self, frames: list) -> None:
         """Answer one request, or queue it for the engine; no input gets past this."""

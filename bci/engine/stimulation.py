@@ -376,8 +376,8 @@ class StimulationPath:
         self.monitor_problems.setdefault(process, error)
         if process == "recorder" and self.protocol.recording.required:
             self.governor.limit(f"recording stopped: {error}", now)
-        elif process == "ledger":  # a dose the participant's ledger does not hold
-            self.governor.limit(f"dose ledger failing: {error}", now)
+        elif process in ("ledger", "supervisor"):  # a dose unrecorded, or nothing watching
+            self.governor.limit(f"{process} failing: {error}", now)
         else:
             return
         self.reset_policy(0.0)

@@ -6,6 +6,7 @@ commands, once per iteration.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import threading
@@ -49,6 +50,13 @@ class Supervisor:
         return self
 
     def _run(self) -> None:
+        try:
+            self._watch()
+        except BaseException as err:  # nothing watches any more: stimulation must not go on
+            self._report("supervisor", f"the supervisor thread failed ({type(err).__name__}: "
+                         f"{err}): the recorder, its disk and the dose ledger are not watched")
+
+    def _watch(self) -> None:
         while not self._stop.wait(_CHECK_EVERY_S):
             for name, check in list(self.checks.items()):
                 if name in self.problems:
@@ -62,10 +70,11 @@ class Supervisor:
 
     def _report(self, name: str, problem: str) -> None:
         self.problems[name] = problem
+        self.inbox.post_fact("monitor", process=name, error=problem)  # first: it acts
         then = self.consequence.get(name)
-        print(f"\nWARNING: {problem}" + (f". {then}" if then else ""), file=sys.stderr,
-              flush=True)  # fmt: skip
-        self.inbox.post_fact("monitor", process=name, error=problem)
+        with contextlib.suppress(OSError, ValueError):  # the terminal may be gone (SIGHUP)
+            print(f"\nWARNING: {problem}" + (f". {then}" if then else ""), file=sys.stderr,
+                  flush=True)  # fmt: skip
 
     def stop(self) -> None:
         """Stop watching (idempotent)."""

@@ -1,10 +1,11 @@
 """The one kind of command a stimulator driver accepts: made by a governor, and only by one.
 
-A :class:`GovernedCommand` cannot be built by calling its class: its constructor needs a seal
-that only :mod:`bci.safety.governor` holds, so code that wants to reach a device has to go
-through a governor's decision. Each command also carries its governor's identity and a sequence
-number; a driver bound to a session's governor refuses a command from another governor and one
-it has already seen (a stale object kept and written again).
+A :class:`GovernedCommand` cannot be built by calling its class (nor copied with
+``dataclasses.replace``): it is born only inside :func:`_issue`, which the governor calls. Each
+command also carries its governor's identity and a sequence number, and this module remembers
+the last command each governor issued: a driver refuses a command from another governor than
+its session's, and one that is not the very object its governor issued last (a stale one kept
+and written again, or an altered copy).
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass
 
-_SEAL = object()
-"""Held by this module and the governor; a command built without it is refused at birth."""
+_ISSUING = threading.local()
+"""Set while :func:`_issue` builds a command: the only time one may be born."""
+_LATEST: dict[int, GovernedCommand] = {}
+"""The last command each governor issued, by issuer."""
 
 _ISSUERS = itertools.count(1)
 
@@ -45,10 +49,9 @@ class GovernedCommand:
     """The governor that issued it (:func:`new_issuer_id`)."""
     seq: int
     """Its place among that governor's commands, from 1."""
-    _seal: object = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self._seal is not _SEAL:
+        if not getattr(_ISSUING, "active", False):
             raise TypeError(
                 "a GovernedCommand is made by the safety governor only (Governor.command()); "
                 "nothing else may reach a stimulator"
@@ -59,9 +62,21 @@ class GovernedCommand:
 
 def _issue(amplitude: float, frequency_hz: float, pulses: int, decided_at: float, issuer: int,
           seq: int) -> GovernedCommand:  # fmt: skip
-    """Seal a command: the governor's own use (tests of drivers use it to stand in for one)."""
-    return GovernedCommand(float(amplitude), float(frequency_hz), int(pulses), float(decided_at),
-                           issuer, seq, _SEAL)  # fmt: skip
+    """Issue a command: the governor's own use (tests of drivers use it to stand in for one)."""
+    _ISSUING.active = True
+    try:
+        command = GovernedCommand(float(amplitude), float(frequency_hz), int(pulses),
+                                  float(decided_at), issuer, seq)  # fmt: skip
+    finally:
+        _ISSUING.active = False
+    _LATEST[issuer] = command
+    return command
+
+
+def is_latest(command: GovernedCommand) -> bool:
+    """Whether ``command`` is the very object its governor issued last (not a stale one, not
+    an altered copy)."""
+    return _LATEST.get(command.issuer) is command
 
 
 def fail_safe(method):

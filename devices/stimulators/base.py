@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pylsl
 
 from bci.safety.ceilings import HARD_CEILINGS
-from bci.safety.command import GovernedCommand
+from bci.safety.command import GovernedCommand, is_latest
 
 HOST_DEADMAN_S = 0.25
 """A driver's keep-alive feeds its device only while the host's loop is alive (it polled or
@@ -69,8 +69,11 @@ class SessionLimits:
         if self.frequency_hz is not None and command.frequency_hz not in (0.0, self.frequency_hz):
             return f"frequency {command.frequency_hz:g} Hz, the session's is {self.frequency_hz:g}"
         toward_zero = min(0.0, before) <= amplitude <= max(0.0, before)  # a fall is always safe
-        if not toward_zero and abs(amplitude - before) > self.max_step * (1 + 1e-6) + _TOLERANCE:
-            return (f"a step of {abs(amplitude - before):g} (from {before:g} to {amplitude:g}); "
+        # through zero (tDCS polarity), only the part beyond zero is a rise: the governor counts
+        # its step from its own output, which a hold may have lowered below the last write
+        rise = abs(amplitude) if amplitude * before < 0 else abs(amplitude - before)
+        if not toward_zero and rise > self.max_step * (1 + 1e-6) + _TOLERANCE:
+            return (f"a step of {rise:g} (from {before:g} to {amplitude:g}); "
                     f"the session slew allows {self.max_step:g} per command")  # fmt: skip
         if (command.pulses and last_pulse_at is not None
                 and command.decided_at - last_pulse_at < self.min_pulse_interval_s - 1e-6):
@@ -205,9 +208,9 @@ class Stimulator(ABC):
         reason = None
         if command.issuer != self._governor:
             reason = "it comes from another governor than this session's"
-        elif command.seq <= self._written_seq:
-            reason = (f"it is stale (command {command.seq}; {self._written_seq} was written "
-                      "already)")  # fmt: skip
+        elif command.seq <= self._written_seq or not is_latest(command):
+            reason = (f"it is not the command its governor issued last (command {command.seq}; "
+                      f"{self._written_seq} was written already): a stale or altered copy")
         elif abs(command.amplitude) > HARD_CEILINGS[self.modality].max_amplitude:
             reason = f"|amplitude| {abs(command.amplitude):g} is above the hard ceiling"
         elif command.frequency_hz < 0 or command.pulses not in (0, 1):

@@ -145,6 +145,10 @@ class TesStimulator(Stimulator):
         if self.modality == "tacs" and not (100 <= mhz <= 150_000 or mhz == ua == 0):
             raise ValueError(f"tacs needs frequency_hz in 0.1–150 (0 only with amplitude 0), "
                              f"got {frequency_hz!r}; nothing written.")  # fmt: skip
+        if self.modality == "tacs" and ua == 0:
+            # a sine ramping down keeps its frequency: dropping to 0 Hz at once would drive the
+            # ramp (limits.ramp_s) as DC. At zero the frequency means nothing; it stays set.
+            mhz = self._frequency_mhz
         steps = [(Cmd.SET_AMPLITUDE, ua)] if ua != self._amplitude_ua else []
         if mhz != self._frequency_mhz:
             # never drive the new amplitude at the old frequency (0 → 1 mA at 0 → 10 Hz must
@@ -159,7 +163,7 @@ class TesStimulator(Stimulator):
                 self._frequency_mhz = mhz
         delivered = 0
         # a phase reset means nothing to DC or to a sine at rest: nothing is delivered then
-        if pulses == 1 and self.modality == "tacs" and self._frequency_mhz > 0:
+        if pulses == 1 and self.modality == "tacs" and self._frequency_mhz and self._amplitude_ua:
             self._check_health(*self._command(Cmd.PHASE_RESET))
             delivered = 1
         self.poll()

@@ -219,8 +219,9 @@ def test_tacs_sets_frequency_and_resets_the_phase(device):
         assert stimulator.write(governed(1.0, 10.0, 1), 0.0).pulses == 1
         assert stimulator.n_pulses == 1 and len(device.events_of("phase-reset")) == 1
         stimulator.write(governed(0.0, 0.0, 0), 0.0)
+        # the sine ramps down at its own frequency, never as DC
         kinds = [e.kind for e in device.events if e.kind in ("amplitude", "frequency")]
-        assert kinds[-2:] == ["amplitude", "frequency"] and device.output_ma == 0
+        assert kinds[-1] == "amplitude" and device.output_ma == 0 and device.frequency_hz == 10
         assert stimulator.write(governed(0.0, 0.0, 1), 0.0).pulses == 0
         with pytest.raises(ValueError, match=r"0\.1–150"):
             stimulator.write(governed(1.0, 200.0, 0), 0.0)
@@ -353,3 +354,16 @@ def test_the_device_ramp_follows_the_session_slew_and_the_driver_its_limits(devi
         with pytest.raises(CommandRefused, match="session limit"):
             stimulator.write(governed(1.5), 0.0)
         assert [e.detail for e in device.events_of("amplitude")][-1] == "50 uA"
+
+
+def test_tacs_ramping_down_on_the_device_is_never_driven_as_dc(device):
+    limits = SessionLimits(max_amplitude=1.0, frequency_hz=10.0, ramp_s=0.1)
+    with TesStimulator(device.port, "tacs", limits=limits) as stimulator:
+        stimulator.write(governed(1.0, 10.0), 0.0)
+        assert wait_for(lambda: device.output_ma == 1.0, 1.0)
+        stimulator.write(governed(0.0), 0.0)  # an E-stop, or the session's last zero
+        seen = []
+        assert wait_for(lambda: seen.append((device.output_ma, device.frequency_hz)) or
+                        device.output_ma == 0, 1.0)  # fmt: skip
+        ramping = [hz for ma, hz in seen if ma != 0]
+        assert ramping and all(hz == 10.0 for hz in ramping), seen

@@ -1,3 +1,4 @@
+import dataclasses
 import itertools
 
 import pytest
@@ -80,6 +81,26 @@ def test_stimulator_holds_the_session_limits_behind_the_governor():
             stim.write(stale, 0.0)
         stim.write(governed(0.0), 0.0)  # a fall to zero is never limited
         assert stim.output == (0.0, 0.0, 0) and stim.n_commands == 4
+
+
+def test_a_copy_of_a_command_cannot_be_made_or_written():
+    with SimulatedStimulator("tdcs") as stim:
+        issued = governed(0.5)
+        with pytest.raises(TypeError, match="made by the safety governor only"):
+            dataclasses.replace(issued, amplitude=1.9)
+        stim.write(issued, 0.0)
+        with pytest.raises(CommandRefused, match="stale or altered"):
+            stim.write(issued, 0.0)  # the same object again
+
+
+def test_a_polarity_change_counts_only_the_part_beyond_zero_as_a_rise():
+    limits = SessionLimits(max_amplitude=2.0, max_step=0.15)
+    with SimulatedStimulator("tdcs", limits) as stim:
+        stim.write(governed(0.1), 0.0)
+        stim.write(governed(-0.1), 0.0)  # a step of 0.2 in all, 0.1 of it a rise
+        with pytest.raises(CommandRefused, match=r"a step of 0\.2"):
+            stim.write(governed(0.2), 0.0)
+        assert stim.output[0] == -0.1
 
 
     with pytest.raises(ValueError, match="modality"):
