@@ -243,13 +243,17 @@ class SecretGuard:
             raise ValueError(f"the request was signed {now - ts:+.0f} s ago (more than "
                              f"{MAX_SKEW_S:g} s off): a stale replay or a wrong clock; nothing "
                              "was done")  # fmt: skip
-        # a nonce is kept until its timestamp is stale anyway (at most 2 × MAX_SKEW_S)
-        while self._seen and (next(iter(self._seen.values())) < now - 2 * MAX_SKEW_S
-                              or len(self._seen) >= _MAX_NONCES):  # fmt: skip
+        # a nonce is kept until its timestamp is stale anyway (at most 2 × MAX_SKEW_S); a live
+        # one is never forgotten early, or its replay would pass
+        while self._seen and next(iter(self._seen.values())) < now - 2 * MAX_SKEW_S:
             self._seen.popitem(last=False)
         if nonce in self._seen:
             raise ValueError("this request was received before (same nonce): a replay; "
                              "nothing was done")  # fmt: skip
+        if len(self._seen) >= _MAX_NONCES:
+            raise ValueError(f"more than {_MAX_NONCES} signed requests within "
+                             f"{2 * MAX_SKEW_S:g} s; nothing was done: try again in a few "
+                             "seconds")  # fmt: skip
         self._seen[nonce] = now
 
 

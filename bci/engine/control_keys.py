@@ -105,6 +105,23 @@ def server_keypair(keys_dir: Path) -> tuple[bytes, bytes]:
     return public, secret
 
 
+def stop_keypair(keys_dir: Path) -> tuple[str, bytes, bytes, bytes]:
+    """A throwaway ``(name, public, secret, server public)`` for an emergency stop sent by
+    someone without a key of their own (only the engine's ``server.key`` is needed).
+
+    Raises
+    ------
+    ValueError
+        No ``server.key`` in ``keys_dir``: the engine cannot be reached over CURVE at all.
+    """
+    server_file = Path(keys_dir).expanduser() / f"{SERVER}.key"
+    if not server_file.exists():
+        raise ValueError(f"no {server_file.name} in {keys_dir}: copy the engine's {SERVER}.key "
+                         "there to reach it (or stop it from its own terminal)")  # fmt: skip
+    public, secret = zmq.curve_keypair()
+    return "(no key)", public, secret, load_certificate(server_file)[0]
+
+
 def client_keypair(keys_dir: Path, key_name: str | None) -> tuple[str, bytes, bytes, bytes]:
     """An operator's ``(name, public, secret, server public)`` keys from ``keys_dir``.
 

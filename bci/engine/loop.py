@@ -327,10 +327,6 @@ class Engine:
         self.record.start_time = start
         deadline = start + max_duration_s if max_duration_s else np.inf
         queue = list(blocks)
-        self._start_block(queue.pop(0), start)
-        if self.control_address:
-            self._event("control", start, address=self.control_address)
-        self.stim.write(self.eeg.newest_time, origin="start", decided_at=start)
         next_nirs = start
         paused_at = None
         # one BLAS thread: multi-threaded numpy on a small window costs more in wake-ups than it
@@ -338,7 +334,11 @@ class Engine:
         # torch's own threads are the decoder's business (TorchDecoder threads/train_threads)
         blas = threadpool_limits(limits=1)
         failure = None
-        try:
+        try:  # from the first block on, every way out goes through the end ramp below
+            self._start_block(queue.pop(0), start)
+            if self.control_address:
+                self._event("control", start, address=self.control_address)
+            self.stim.write(self.eeg.newest_time, origin="start", decided_at=start)
             while not stop.is_set():
                 data, times = self.eeg.pull(_PULL_TIMEOUT_S)
                 now = pylsl.local_clock()
@@ -397,13 +397,16 @@ class Engine:
         finally:
             blas.restore_original_limits()
             try:
-                self.stim.ramp_to_zero(threading.Event().wait, lambda: self.eeg.newest_time)
+                self.stim.ramp_to_zero(threading.Event().wait, lambda: self.eeg.newest_time,
+                                       self.inbox)  # fmt: skip
             except Exception as err:
                 self._event("error", pylsl.local_clock(), error=f"end ramp: {err}")
                 if failure is None:  # never hide the error that ended the loop
                     raise
             now = pylsl.local_clock()
-            self.record.blocks.append((self.block.index, self.block.kind, self._block_start, now))
+            if self.block is not None:
+                self.record.blocks.append((self.block.index, self.block.kind, self._block_start,
+                                           now))  # fmt: skip
             self.record.stop_time = now
             self._event("end", now)
         return self.record

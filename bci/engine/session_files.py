@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 import threading
 import time
@@ -25,7 +26,9 @@ import tomli_w
 SUMMARY_EVERY_S = 1.0
 """How often the running summary is rewritten, s (the issue asks for at most 2 s)."""
 
-_SESSION_FILES = ("summary.json", "protocol.toml", "session.xdf")
+_CLAIM = ".neuroloop-session"
+"""The file a session creates (exclusively) to claim its folder."""
+_SESSION_FILES = (_CLAIM, "summary.json", "protocol.toml", "session.xdf")
 """Files whose presence says a folder already holds a session."""
 
 
@@ -83,13 +86,21 @@ def claim_out_dir(out_dir: Path, recording_name: str = "session.xdf") -> Path:
     """
     out_dir = Path(out_dir)
     taken = [name for name in {*_SESSION_FILES, recording_name} if (out_dir / name).exists()]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not taken:
+        try:  # two sessions started at once on one folder: only one creates this
+            fd = os.open(out_dir / _CLAIM, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            taken = [_CLAIM]
+        else:
+            os.write(fd, f"{socket.gethostname()} pid {os.getpid()}\n".encode())
+            os.close(fd)
     if taken:
         raise FileExistsError(
             f"{out_dir} already holds a session ({', '.join(sorted(taken))}); this one would "
             "overwrite it. Give this session its own folder (--out DIR), or leave --out out "
             "for sessions/<timestamp>/."
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
     return out_dir
 
 

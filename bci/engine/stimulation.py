@@ -393,10 +393,12 @@ class StimulationPath:
             "stimulator_failed": self.failed,
         }  # fmt: skip
 
-    def ramp_to_zero(self, wait: Callable[[float], object], sample_time: Callable[[], float]):
+    def ramp_to_zero(self, wait: Callable[[float], object], sample_time: Callable[[], float],
+                     inbox: ControlInbox | None = None):  # fmt: skip
         """End of session: follow the governor's stop ramp down to zero, then write zero. If
         the governor fails on the way, the zero is written at once (and recorded) before the
-        error goes on."""
+        error goes on. Commands arriving in ``inbox`` meanwhile are served: an emergency stop
+        cuts the ramp short."""
         now = self.clock()
         self._event("ending", now)
         deadline = now + self.protocol.safety.stop_ramp_s
@@ -404,6 +406,8 @@ class StimulationPath:
             if self.governor.failure is None:
                 self.governor.trip("session end", now, kind="hold")
                 while self.governor.amplitude and now < deadline and not self.failed:
+                    if inbox is not None:
+                        self.serve(inbox, now, sample_time(), dict)
                     self.hold_safe(now, sample_time())
                     wait(0.01)  # the session is over: nothing else to serve
                     now = self.clock()

@@ -120,8 +120,13 @@ def read_ledger(participant: str, directory: str | Path | None = None) -> list[d
 
 
 def _dose_of(record: dict) -> DoseTotals:
-    return DoseTotals(float(record.get("on_time_s", 0.0)), float(record.get("charge_mc", 0.0)),
-                      record.get("pulses", 0))  # fmt: skip
+    try:
+        return DoseTotals(float(record.get("on_time_s", 0.0)),
+                          float(record.get("charge_mc", 0.0)), record.get("pulses", 0))
+    except (TypeError, ValueError) as err:  # a line edited by hand, or written by a bug
+        raise ValueError(f"a dose line of the ledger is not a dose ({err}): {record}; no "
+                         "budget can be computed from it. Restore the ledger file from its "
+                         "backup, or correct that line by hand") from None
 
 
 def dose_lines(participant: str, modality: str, now: float | None = None,

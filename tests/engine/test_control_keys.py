@@ -158,3 +158,17 @@ def test_a_client_without_keys_is_told_the_engine_wants_them(keys, tmp_path, mon
     finally:
         served.close()
     assert [c["who"] for c in served.engine.commands] == ["alice", "alice"]
+
+
+def test_without_a_key_of_ones_own_an_emergency_stop_still_gets_through(keys, tmp_path):
+    served = Served(keys_dir=keys)
+    try:
+        bare = tmp_path / "bare"  # only the engine's public key: enough to reach it
+        bare.mkdir()
+        shutil.copyfile(keys / "server.key", bare / "server.key")
+        assert send_command(served.address, {"cmd": "estop"}, keys_dir=bare)["ok"]
+        assert served.engine.commands[-1]["who"].startswith("unknown key ")
+        with pytest.raises(ValueError, match="keygen"):  # anything else needs a key
+            send_command(served.address, {"cmd": "rearm", "confirm": True}, keys_dir=bare)
+    finally:
+        served.close()

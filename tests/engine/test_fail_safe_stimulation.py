@@ -8,6 +8,7 @@ import threading
 import pylsl
 import pytest
 
+from bci.engine.control import ControlInbox
 from bci.safety.governor import Governor, GovernorSettings
 from tests.engine.test_stimulation_path import Path, tacs  # noqa: F401  (the fixture)
 
@@ -65,3 +66,16 @@ def test_a_governor_failing_in_the_end_ramp_writes_the_zero_at_once(tacs, monkey
     assert after[0].write_time - start < 0.05
     assert p.outlets.commands[-1] is after[0] and p.stimulator.output[0] == 0.0
     assert p.path.governor.failure is not None
+
+
+def test_an_emergency_stop_during_the_end_ramp_cuts_it_short(tacs):  # noqa: F811
+    p = tacs
+    assert p.decide_until(lambda: p.path.governor.amplitude > 0.2, timeout_s=2.0)
+    inbox = ControlInbox()
+    inbox.post({"cmd": "estop", "who": "test"})
+    start = pylsl.local_clock()
+    p.path.ramp_to_zero(threading.Event().wait, pylsl.local_clock, inbox)
+    after = [c for c in p.commands if c.write_time >= start]
+    # alpha_phase_tacs ramps over 1 s; the stop zeroes at its first step instead
+    assert after[-1].write_time - start < 0.1 and all(c.amplitude == 0.0 for c in after[-2:])
+    assert any(e["kind"] == "operator" and e["cmd"] == "estop" for e in p.events)
