@@ -28,7 +28,7 @@ from bci.engine.stimulation import NONFINITE, StimulationPath
 from bci.engine.timeline import PlannedBlock, seconds_until_fit
 from bci.protocol import Protocol
 from bci.safety.dose import DoseTotals
-from bci.safety.governor import Governor
+from bci.safety.governor import Governor, GovernorSettings
 from devices.stimulators import Stimulator, StimulatorError
 
 _PULL_TIMEOUT_S = 0.002  # short enough to notice a stall and keep cue timing within ms
@@ -53,6 +53,8 @@ class Engine:
         Connected fNIRS inlet, if the session has one.
     inbox : ControlInbox | None
         Where operator commands (emergency stop, re-arm, status, stop) arrive.
+    governor_settings : GovernorSettings | None
+        The limits the session resolved once (site file included); None: from the protocol.
     dose_prior : DoseTotals | None
         The participant's dose over the 24 h before the session (``bci.safety.ledger``).
     """
@@ -60,7 +62,8 @@ class Engine:
     def __init__(self, protocol: Protocol, eeg: Inlet, outlets: SessionOutlets,
                  stimulator: Stimulator, nirs: Inlet | None = None,
                  inbox: ControlInbox | None = None,
-                 dose_prior: DoseTotals | None = None) -> None:  # fmt: skip
+                 dose_prior: DoseTotals | None = None,
+                 governor_settings: GovernorSettings | None = None) -> None:  # fmt: skip
         self.protocol, self.eeg, self.nirs = protocol, eeg, nirs
         self.outlets, self.stimulator = outlets, stimulator
         pre = protocol.preprocessing
@@ -95,7 +98,7 @@ class Engine:
         self.stim = StimulationPath(protocol, stimulator, outlets, self.record.commands,
                                     self._event, max_step_s=governor_step_s(pre.hop_s),
                                     sfreq=eeg.sfreq, pipeline=self.pipeline,
-                                    prior=dose_prior)  # fmt: skip
+                                    prior=dose_prior, settings=governor_settings)  # fmt: skip
         self.record.pulse_latency_ms = self.stim.pulse_latency_ms  # one log, read live too
         # a decision is due every hop: one more than watchdog_stall_s (≤ 100 ms) late is silence
         self.decision_timeout_s = pre.hop_s + protocol.safety.watchdog_stall_s

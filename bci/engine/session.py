@@ -23,6 +23,13 @@ from bci.engine.controllers import governor_step_s
 from bci.engine.fitting import write_fit_report
 from bci.engine.loop import Engine, EngineRecord
 from bci.engine.outlets import SessionOutlets
+from bci.engine.recording import (
+    announce_late_streams,
+    late_streams,
+    recorded_streams,
+    recording_info,
+    stop_recorder,
+)
 from bci.engine.session_files import (
     SummaryWriter,
     claim_out_dir,
@@ -35,8 +42,9 @@ from bci.engine.summary import build_summary, plot_summary
 from bci.engine.supervise import RecordingCheck, SourceWatch, Supervisor
 from bci.engine.timeline import plan_blocks, planned_duration_s
 from bci.protocol import Protocol
-from bci.record import Recorder, name_predicate
+from bci.record import Recorder
 from bci.safety.ledger import open_dose
+from bci.safety.site import load_site_limits
 from bci.streams import EEG_TYPE, NIRS_TYPE, stream_names
 from devices.stimulators import SessionLimits, open_stimulator
 
@@ -141,26 +149,6 @@ def session_record(protocol: Protocol, protocol_name: str, protocol_text: str,
     return record
 
 
-def _late_streams(protocol: Protocol) -> str:
-    """The predicate of streams added to the recording when they appear: the session's own
-    prefix, and the protocol's ``[recording] also``."""
-    own = f"starts-with(name,'{protocol.session.prefix}-')"
-    return " or ".join([own, *(f"({p})" for p in protocol.recording.also)])
-
-
-def _recorded_streams(protocol: Protocol, session_streams: list[str]) -> list[str]:
-    """The session's streams and those on the network matching ``[recording] also``."""
-    import pylsl
-
-    names = list(session_streams)
-    for predicate in protocol.recording.also:
-        for info in pylsl.resolve_bypred(predicate, 0, 1.0):
-            if info.name() not in names:
-                name_predicate(info.name())  # a name LabRecorder cannot select is refused now
-                names.append(info.name())
-    return names
-
-
 def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_dir: Path,
                 max_minutes: float | None = None, stop: threading.Event | None = None,
                 progress: bool = True, inbox: ControlInbox | None = None,
@@ -213,8 +201,10 @@ def _run(protocol, protocol_name, protocol_text, out_dir, max_minutes, stop, pro
          on_engine, overrides, note, started, files) -> tuple[dict, EngineRecord]:  # fmt: skip
     stim_settings = protocol.stimulator
     blocks = plan_blocks(protocol.blocks, protocol.session.seed, protocol.decoder.classes)
-    limits = SessionLimits.from_governor(stim_settings.governor_settings(
-        protocol.safety.stop_ramp_s, governor_step_s(protocol.preprocessing.hop_s)))  # fmt: skip
+    # the limits in force, resolved once (site file included) for the governor and the driver
+    settings = stim_settings.governor_settings(protocol.safety.stop_ramp_s,
+                                               governor_step_s(protocol.preprocessing.hop_s))
+    limits = SessionLimits.from_governor(settings)
     with ExitStack() as stack:
         if protocol.source.kind == "virtual":
             stack.enter_context(
@@ -237,7 +227,8 @@ def _run(protocol, protocol_name, protocol_text, out_dir, max_minutes, stop, pro
         inbox = inbox or ControlInbox()
         dose = files["dose"]
         engine = files["engine"] = Engine(protocol, eeg, outlets, stimulator, nirs, inbox,
-                                          dose_prior=dose.prior if dose else None)  # fmt: skip
+                                          dose_prior=dose.prior if dose else None,
+                                          governor_settings=settings)  # fmt: skip
         required = protocol.recording.enabled and protocol.recording.required
         supervisor = Supervisor(inbox, {"recorder": "Stimulation ramps to zero and stays there "
                                         "(recording.required)" if required else
@@ -265,20 +256,21 @@ def _run(protocol, protocol_name, protocol_text, out_dir, max_minutes, stop, pro
         if protocol.recording.enabled:
             names = [eeg.name] + ([nirs.name] if nirs else []) + outlets.stream_list
             recorder = Recorder(out_dir / protocol.recording.filename,
-                                _recorded_streams(protocol, names))  # fmt: skip
-            stack.callback(_stop_recorder, recorder, recorder_errors)
+                                recorded_streams(protocol, names))  # fmt: skip
+            stack.callback(stop_recorder, recorder, recorder_errors)
             # runs before the stop: samples pushed last (the end event) reach the file
             stack.callback(threading.Event().wait, _RECORDER_FLUSH_S)
             recorder.start()
             outlets.wait_for_consumers()
-            recorder.watch(_late_streams(protocol), _announce_late_streams if progress else None)
+            recorder.watch(late_streams(protocol), announce_late_streams if progress else None)
             supervisor.checks["recorder"] = RecordingCheck(recorder)
             if progress:
                 print(f"recording {len(recorder.stream_names)} streams to {recorder.path}",
                       flush=True)  # fmt: skip
-        outlets.session_info(
-            "session", **session_record(protocol, protocol_name, protocol_text, overrides, note)
-        )
+        info = session_record(protocol, protocol_name, protocol_text, overrides, note)
+        info["safety"] = {"site": load_site_limits().describe(), "limits": asdict(settings),
+                          "dose_before": asdict(dose.prior) if dose else None}  # fmt: skip
+        outlets.session_info("session", **info)
         writer = files["writer"] = SummaryWriter(
             out_dir / "summary.json",
             lambda: running_summary(engine, protocol_name, overrides, started),
@@ -307,7 +299,7 @@ def _run(protocol, protocol_name, protocol_text, out_dir, max_minutes, stop, pro
             if engine.record.fit is not None:
                 _write_fit_report(engine, out_dir)
         stack.close()  # stop the recorder and the subject before reading the file
-        recording = _recording_info(recorder, recorder_errors) if recorder else None
+        recording = recording_info(recorder, recorder_errors) if recorder else None
         if "recorder" in engine.monitor_problems:  # what broke it mid-session
             recording["problem"] = engine.monitor_problems["recorder"]
         summary = build_summary(
@@ -360,10 +352,6 @@ def _stop_stimulator(stimulator) -> str | None:
     return None
 
 
-def _announce_late_streams(names: list[str], path: Path) -> None:
-    print(f"\nrecording new stream(s) {', '.join(names)} to {path}", flush=True)
-
-
 def _keep_model(decoder, out_dir: Path) -> dict | None:
     """Save the session's fitted decoder (for replay and later sessions); returns its file name
     and SHA-256. A failure is reported and never stops the session."""
@@ -386,31 +374,3 @@ def _write_fit_report(engine: Engine, out_dir: Path) -> None:
         print(f"warning: could not write the training report: {err}", file=sys.stderr)
 
 
-def _stop_recorder(recorder: Recorder, errors: list[str]) -> None:
-    """Stop the recorder; a file it could not close properly is reported and recorded in the
-    summary, never raised over the session's own outcome."""
-    try:
-        recorder.stop()
-    except RuntimeError as err:
-        print(f"WARNING: {err}", file=sys.stderr)
-        errors.append(str(err))
-
-
-def _recording_info(recorder: Recorder, errors: list[str]) -> dict:
-    """Path and size of the XDF (and its part files), and the streams it holds as read back."""
-    from bci.replay import RecordingError, load_recording
-
-    info = {"path": str(recorder.path), "size_bytes": recorder.size_bytes,
-            "parts": [str(part.path) for part in recorder.parts], "streams": {}}  # fmt: skip
-    if errors:
-        info["stop_error"] = " ".join(errors)
-    try:
-        recording = load_recording(recorder.path)
-    except RecordingError as err:
-        info["error"] = f"the recording cannot be read back: {err}"
-        return info
-    if recording.warnings:
-        info["warnings"] = list(recording.warnings)
-    for stream in recording.streams:
-        info["streams"][stream.name] = {"samples": stream.n_samples}
-    return info

@@ -17,7 +17,7 @@ from bci.engine.record import FloatLog
 from bci.protocol import Protocol
 from bci.safety.command import GovernedCommand
 from bci.safety.dose import DoseTotals
-from bci.safety.governor import Governor
+from bci.safety.governor import Governor, GovernorSettings
 from devices.stimulators import StimCommand, Stimulator, StimulatorError
 
 NONFINITE = "decoder non-finite output"
@@ -47,6 +47,9 @@ class StimulationPath:
         The engine's EEG preprocessing (the phase trigger corrects its filters' phase lag).
     clock : callable
         The session clock (``pylsl.local_clock``; offline replay gives the recorded one).
+    settings : GovernorSettings | None
+        The governor's settings as the session resolved them (site file included); None:
+        resolved here from the protocol.
     prior : DoseTotals | None
         The participant's dose over the 24 h before the session (``bci.safety.ledger``).
 
@@ -61,13 +64,15 @@ class StimulationPath:
     def __init__(self, protocol: Protocol, stimulator: Stimulator, outlets, commands,
                  event: Callable, max_step_s: float, sfreq: float, pipeline,
                  clock: Callable[[], float] = pylsl.local_clock,
-                 prior: DoseTotals | None = None) -> None:  # fmt: skip
+                 prior: DoseTotals | None = None,
+                 settings: GovernorSettings | None = None) -> None:  # fmt: skip
         self.protocol, self.stimulator, self.outlets = protocol, stimulator, outlets
         self.clock = clock
         self.commands, self._event = commands, event
         # the site limits in force (bci.safety.site) and the participant's 24 h dose (ledger)
         self.governor = Governor(
-            protocol.stimulator.governor_settings(protocol.safety.stop_ramp_s, max_step_s),
+            settings or protocol.stimulator.governor_settings(protocol.safety.stop_ramp_s,
+                                                              max_step_s),
             prior=prior,
         )
         self.policy = build_policy(protocol)

@@ -30,6 +30,7 @@ Wiring a session (:func:`open_dose`)::
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bci.safety.dose import DAY_S, DoseTotals, frees_at, refuse_if_exhausted
+from bci.safety.dose import DAY_S, DoseLimitError, DoseTotals, frees_at, refuse_if_exhausted
 
 if TYPE_CHECKING:
     from bci.protocol.schema import Protocol
@@ -255,6 +256,16 @@ class LedgerWriter:
             raise RuntimeError("the ledger writer is already started; close() it first.")
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:  # one session per participant at a time: its budget was read for it alone
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            self._fd = None
+            raise DoseLimitError(
+                f"another session of this participant is running now (it holds {self.path}); "
+                "one participant has one session at a time, so that each starts from the "
+                "other's dose: end that session first"
+            ) from None
         try:
             if os.fstat(self._fd).st_size:
                 with self.path.open("rb") as file:

@@ -212,8 +212,20 @@ def load_site_limits() -> SiteLimits:
         silently drop a site's limits), or the file is not valid (:func:`read_site_limits`).
     """
     path, origin = site_limits_file()
+    system = SYSTEM_SITE_LIMITS if SYSTEM_SITE_LIMITS.exists() else None
+    if system is not None and path != system:
+        # the system-wide file is the site's policy: the environment can only add to it
+        site = _load(system, "the system-wide default")
+        if path is None:
+            return SiteLimits(system, f"the system-wide default ({SITE_LIMITS_ENV}="
+                              f"{NO_SITE_FILE} cannot lift it)", site.tables)  # fmt: skip
+        return _stricter(site, _load(path, origin))
     if path is None:
         return SiteLimits(None, origin)
+    return _load(path, origin)
+
+
+def _load(path: Path, origin: str) -> SiteLimits:
     try:
         stat = path.stat()
     except OSError as err:
@@ -223,6 +235,18 @@ def load_site_limits() -> SiteLimits:
              "for hard ceilings only"],
         ) from None  # fmt: skip
     return _read_cached(str(path), origin, stat.st_mtime_ns, stat.st_size)
+
+
+def _stricter(system: SiteLimits, chosen: SiteLimits) -> SiteLimits:
+    """The system-wide file and the one the environment names, each limit the lower of both."""
+    tables = {}
+    for modality in {*system.tables, *chosen.tables}:
+        a, b = system.tables.get(modality, {}), chosen.tables.get(modality, {})
+        tables[modality] = MappingProxyType(
+            {key: min(v for v in (a.get(key), b.get(key)) if v is not None) for key in {*a, *b}}
+        )
+    origin = f"{chosen.origin}, each limit the stricter of it and {system.path}"
+    return SiteLimits(chosen.path, origin, MappingProxyType(tables))
 
 
 def limits_problems(stimulator: StimulatorSection, site: SiteLimits,

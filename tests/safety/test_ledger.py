@@ -260,3 +260,14 @@ def test_a_failing_write_is_reported_and_retried_without_losing_dose(tmp_path, m
     assert wait_for(lambda: w.check() is None and w.written == totals.value, 5.0)
     w.close()
     assert participant_totals("P017", "tdcs", directory=tmp_path) == DoseTotals(3.0, 4.0, 0)
+
+
+def test_one_participant_has_one_session_at_a_time(tmp_path):
+    path = tmp_path / "P017.jsonl"
+    first = LedgerWriter(path, "s1", "tdcs", DoseTotals).start(background=False)
+    try:
+        with pytest.raises(DoseLimitError, match="another session of this participant"):
+            LedgerWriter(path, "s2", "tdcs", DoseTotals).start(background=False)
+    finally:
+        first.close()
+    LedgerWriter(path, "s3", "tdcs", DoseTotals).start(background=False).close()  # after it

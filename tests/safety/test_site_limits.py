@@ -8,6 +8,7 @@ import pytest
 
 from bci.cli import main
 from bci.protocol import ProtocolError, load_protocol
+from bci.safety import site as site_module
 from bci.safety.site import (
     HARD_ONLY,
     SITE_LIMITS_ENV,
@@ -175,3 +176,20 @@ def test_protocol_daily_limits_are_checked_against_the_hard_ceilings():
     with pytest.raises(ProtocolError, match=r"stimulator\.limits\.max_daily_s: must be within "
                        r"0\.\.2400 s, got 3000"):  # fmt: skip
         load_protocol("demo", ["stimulator.limits.max_daily_s=3000"])
+
+
+def test_the_environment_cannot_lift_the_system_wide_file(tmp_path, monkeypatch):
+    system = tmp_path / "etc-site-limits.toml"
+    system.write_text("[tms]\nmax_amplitude = 80\n[tdcs]\nmax_amplitude = 2.0\n")
+    monkeypatch.setattr(site_module, "SYSTEM_SITE_LIMITS", system)
+    monkeypatch.setenv("NEUROLOOP_SITE_LIMITS", "none")
+    site = load_site_limits()
+    assert site.value("tms", "max_amplitude") == 80 and "cannot lift it" in site.origin
+    looser = tmp_path / "mine.toml"
+    looser.write_text("[tms]\nmax_amplitude = 95\nmax_daily_pulses = 1000\n"
+                      "[tdcs]\nmax_amplitude = 1.5\n")  # fmt: skip
+    monkeypatch.setenv("NEUROLOOP_SITE_LIMITS", str(looser))
+    site = load_site_limits()
+    assert site.value("tms", "max_amplitude") == 80  # the system's, the stricter
+    assert site.value("tms", "max_daily_pulses") == 1000  # added by the chosen file
+    assert site.value("tdcs", "max_amplitude") == 1.5
