@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -163,8 +164,13 @@ class KeyRing:
         self.folder = Path(keys_dir).expanduser() / OPERATORS
         self._signature: tuple = ()
         self._names: dict[bytes, str] = {}
+        self._lock = threading.Lock()  # the ZAP thread and the serving thread both ask
 
     def _current(self) -> dict[bytes, str]:
+        with self._lock:
+            return self._reread()
+
+    def _reread(self) -> dict[bytes, str]:
         try:
             files = [e for e in os.scandir(self.folder) if e.name.endswith(".key")]
             entries = sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in files)

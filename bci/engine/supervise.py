@@ -40,7 +40,8 @@ class Supervisor:
         self.inbox = inbox
         self.checks: dict[str, Callable[[], str | None]] = {}
         self.problems: dict[str, str] = {}
-        """What each check reported (read by the session for its summary)."""
+        """What each check reported (so that each is reported once; the engine keeps its own
+        copy as the facts arrive, :attr:`Engine.monitor_problems`)."""
         self.consequence = dict(consequence or {})
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)

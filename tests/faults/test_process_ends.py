@@ -95,7 +95,10 @@ def test_a_killed_session_leaves_an_incomplete_summary_at_most_2_s_old(unique_na
     process = _start_run(unique_name, out)
     try:
         _wait_stimulating(process, out)
-        wait_for(lambda: False, 2.5)  # let the dose grow past the first rewrites
+        # a dose that has grown over a few of the summary's rewrites
+        since = _summary(out)["elapsed_s"]
+        assert wait_for(lambda: (_summary(out) or {}).get("elapsed_s", 0) > since + 2.5, 10,
+                        poll_s=0.1)  # fmt: skip
         killed = datetime.now().astimezone()
         os.killpg(process.pid, signal.SIGKILL)  # the engine and its children, no goodbye
         process.wait(10)
