@@ -234,8 +234,11 @@ def _run(protocol, protocol_name, protocol_text, out_dir, max_minutes, stop, pro
                                         "(recording.required)" if required else
                                         "Stimulation goes on unrecorded (recording.required = "
                                         "false)"})  # fmt: skip
-        supervisor.checks["source"] = SourceWatch(lambda: engine.stalled, eeg)
         stack.callback(supervisor.stop)
+        # on a thread of its own: its network lookups (up to 0.5 s) never delay the others
+        source_watch = Supervisor(inbox)
+        source_watch.checks["source"] = SourceWatch(lambda: engine.stalled, eeg)
+        stack.callback(source_watch.stop)
         if dose is not None:  # the writer's last line (after the end ramp) once the loop is over
             ledger = dose.start_writer(lambda: engine.governor.session_totals)
             stack.callback(_close_ledger, ledger)
@@ -278,6 +281,7 @@ def _run(protocol, protocol_name, protocol_text, out_dir, max_minutes, stop, pro
         ).start()  # fmt: skip
         stack.callback(writer.stop)
         supervisor.start()
+        source_watch.start()
         done = threading.Event()
         if progress:
             monitor = threading.Thread(

@@ -22,6 +22,10 @@ the session writes, s."""
 _CHECK_EVERY_S = 0.2
 """How often the supervisor looks, s (a recorder killed is seen within this)."""
 
+STILL_S = 5.0
+"""A recording whose file has not grown for this long has stopped, s (LabRecorder writes every
+~0.5 s while any stream flows)."""
+
 
 class Supervisor:
     """Runs ``name → check()`` every :data:`_CHECK_EVERY_S` on its own thread; the first problem
@@ -96,9 +100,11 @@ class RecordingCheck:
         Seconds of recording the disk must still hold, s.
     """
 
-    def __init__(self, recorder, headroom_s: float = HEADROOM_S) -> None:
-        self.recorder, self.headroom_s = recorder, headroom_s
+    def __init__(self, recorder, headroom_s: float = HEADROOM_S, still_s: float = STILL_S) -> None:
+        self.recorder, self.headroom_s, self.still_s = recorder, headroom_s, still_s
         self._sizes: deque[tuple[float, int]] = deque(maxlen=64)
+        self._grew: float | None = None
+        """When the file last grew (monotonic clock, s); None before it first did."""
 
     def rate_bytes_per_s(self) -> float:
         """How fast the file grew over the last ~10 s (0 until 1 s of growth is known)."""
@@ -112,7 +118,14 @@ class RecordingCheck:
         if problem:
             return problem
         now = time.monotonic()
-        self._sizes.append((now, self.recorder.size_bytes))
+        size = self.recorder.size_bytes
+        if not self._sizes or size > self._sizes[-1][1]:
+            self._grew = now if self._sizes else None
+        self._sizes.append((now, size))
+        if self._grew is not None and now - self._grew > self.still_s:
+            return (f"LabRecorder has written nothing to {self.recorder.path} for "
+                    f"{now - self._grew:.0f} s although it runs: nothing from now on is "
+                    "recorded; stop the session and check the recorder")  # fmt: skip
         while now - self._sizes[0][0] > 10.0 and len(self._sizes) > 2:
             self._sizes.popleft()
         rate = self.rate_bytes_per_s()

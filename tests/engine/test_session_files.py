@@ -99,3 +99,26 @@ def test_a_model_is_saved_whole_or_not_at_all(tmp_path):
     with pytest.raises(OSError, match="disk full"):
         save_model_atomic(_Decoder(fail=True), model)
     assert list(tmp_path.iterdir()) == []
+
+
+class _Recorder:
+    """What RecordingCheck reads of a recorder: a file that grows while ``growing``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.size_bytes, self.growing = path, 0, True
+
+    def problem(self) -> None:
+        if self.growing:
+            self.size_bytes += 1000
+        return None
+
+
+def test_a_recording_that_stops_growing_is_a_problem(tmp_path):
+    from bci.engine.supervise import RecordingCheck
+
+    recorder = _Recorder(tmp_path / "session.xdf")
+    check = RecordingCheck(recorder, headroom_s=0.0, still_s=0.3)
+    assert wait_for(lambda: check() is None and recorder.size_bytes > 3000, 1.0)
+    recorder.growing = False
+    assert wait_for(lambda: check() is not None, 2.0)
+    assert "has written nothing to" in check() and "although it runs" in check()
