@@ -5,6 +5,7 @@ failure is one message, recorded and published, and the XDF recorded so far load
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -90,8 +91,9 @@ def test_a_serial_stimulator_unplugged_latches_the_estop_and_ends_the_session(
     assert all(c.write_time <= failed["time"] for c in record.commands)
     assert_within_limits(record.commands, protocol)
     listener.assert_published(record.events, {"stimulator_failed", "safety.estop", "error"})
-    # a failed session claims no summary, but what was recorded up to the failure loads
-    assert not (tmp_path / "summary.json").exists()
+    # the summary says the session failed and why; what was recorded up to the failure loads
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["complete"] is False and "StimulatorError" in summary["reason"]
     events, recording = _recorded_events(tmp_path / "alpha_phase_tacs.xdf")
     assert {"stimulator_failed", "safety.estop", "error"} <= set(kinds(events))
     eeg = next(s for s in recording.streams if s.name.endswith("-EEG"))
