@@ -7,6 +7,7 @@ import math
 import sys
 import time
 
+from bci.cli_session import EXIT_BAD_INPUT
 from bci.safety.dose import DAY_S, DoseTotals
 from bci.safety.ledger import (
     history,
@@ -16,8 +17,6 @@ from bci.safety.ledger import (
     participant_totals,
 )
 from bci.safety.site import SiteLimits, SiteLimitsError, load_site_limits
-
-EXIT_BAD_INPUT = 2
 
 
 def _stamp(wall: float) -> str:

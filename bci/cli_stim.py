@@ -12,9 +12,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from bci.cli_session import EXIT_BAD_INPUT
 from bci.engine.control import COMMANDS
 
-EXIT_BAD_INPUT = 2
 DEFAULT_CONTROL = "tcp://127.0.0.1:5557"
 
 

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from bci.cli import EXIT_BAD_INPUT
+from bci.cli_session import EXIT_BAD_INPUT
 
 
 def _train_request(args):
