@@ -201,7 +201,8 @@ def test_a_killed_recorder_stops_stimulation_and_what_it_wrote_loads(victim, req
     else:  # stimulation went on as if nothing happened
         assert_within_limits(record.commands, session.protocol)
         assert summary["stimulation"]["dose_limit"] is None
-        assert any(c.write_time > killed + 1 and c.amplitude > 0 for c in record.commands)
+        assert any(c.write_time > killed + 1 for c in record.commands), "it stopped deciding"
+        assert not any(e["kind"] == "safety.limit" for e in record.events)
     # what was recorded before the kill is in the file (LabRecorder writes every ~0.5 s)
     eeg_name = engine.eeg.name
     eeg = next(s for s in load_recording(xdf).streams if s.name == eeg_name)
