@@ -8,7 +8,7 @@ One JSON-lines file per participant, ``<dir>/<participant>.jsonl``, in the folde
     {"type": "start", "session": ID, "time": WALL, "modality": M, "protocol": NAME,
      "host": HOST, "stimulator": KIND}
     {"type": "dose", "session": ID, "time": WALL, "modality": M,
-     "on_time_s": Δ, "charge_mc": Δ, "pulses": Δ}          # increments, ≤ 1 line a second
+     "on_time_s": Δ, "charge_mc": Δ, "pulses": Δ}          # increments, ≤ 2 lines a second
     {"type": "end", "session": ID, "time": WALL, "modality": M}
 
 ``time`` is wall-clock time, s since the epoch. Each line is written with one ``write`` on a
@@ -227,7 +227,7 @@ class LedgerWriter:
 
     def __init__(self, path: Path, session: str, modality: str,
                  read_totals: Callable[[], DoseTotals], protocol: str = "",
-                 stimulator: str = "", poll_s: float = 0.5, min_interval_s: float = 1.0,
+                 stimulator: str = "", poll_s: float = 0.25, min_interval_s: float = 0.5,
                  clock: Callable[[], float] = _time.time) -> None:  # fmt: skip
         if not session:
             raise ValueError(f"session must be a non-empty session id, got {session!r}.")

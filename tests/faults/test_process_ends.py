@@ -111,13 +111,12 @@ def test_a_killed_session_leaves_an_incomplete_summary_at_most_2_s_old(unique_na
     updated = datetime.fromisoformat(summary["updated"])
     assert (killed - updated).total_seconds() <= 2.0
     assert summary["stimulation"]["charge_mC"] > 0 and summary["stimulation"]["on_time_s"] > 0.5
-    # the participant's ledger holds the dose: it is appended every 0.5 s while it grows (the
-    # summary every second), so it is at least as far along as the summary, give or take one of
-    # its own appends (tests/safety/test_ledger.py kills a writer mid-dose to bound it to 1 s)
+    # the participant's ledger lost at most 1 s of dose: the summary's figures, from before the
+    # kill, are a lower bound of what was delivered
     assert read_ledger(unique_name)[0]["type"] == "start"
     total = participant_totals(unique_name, "pulse_train")
-    assert total.on_time_s >= summary["stimulation"]["on_time_s"] - 0.6
-    assert total.charge_mc >= summary["stimulation"]["charge_mC"] - 0.6 * 2.0  # ≤ 2 mA
+    assert total.on_time_s >= summary["stimulation"]["on_time_s"] - 1.0
+    assert total.charge_mc >= summary["stimulation"]["charge_mC"] - 1.0 * 2.0  # ≤ 2 mA
     # the protocol that ran, overrides applied, is there from the start and loads as it is
     resolved = (out / "protocol.toml").read_text()
     assert f"session.prefix={unique_name}" in resolved and "[stimulator.limits]" in resolved

@@ -91,9 +91,9 @@ def test_lines_are_appended_and_each_is_flushed_to_the_disk(tmp_path, monkeypatc
     clock.now += 1.0
     assert w.flush()
     totals.value = DoseTotals(1.4, 2.0, 0)
-    clock.now += 0.5
-    assert not w.flush()  # at most one line a second
-    clock.now += 0.5
+    clock.now += 0.25
+    assert not w.flush()  # at most two lines a second
+    clock.now += 0.25
     assert w.flush()
     totals.value = DoseTotals(1.5, 2.1, 0)
     w.close()
