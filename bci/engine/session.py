@@ -176,21 +176,21 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
     write_resolved_protocol(out_dir, protocol, protocol_name, protocol_text, list(overrides))
     started = datetime.now().astimezone().isoformat(timespec="seconds")
     summary_path = out_dir / "summary.json"
-    files = {"writer": None, "engine": None}
+    parts = {"writer": None, "engine": None}  # what the failure path needs
     # the participant's dose over the last 24 h: refused here, before anything starts, when
     # nothing is left of the daily budget
     try:
         dose = open_dose(protocol, f"{out_dir.name}-{uuid.uuid4().hex[:8]}")
     except ValueError as err:
-        _write_failed_summary(summary_path, files, protocol_name, list(overrides), started, err)
+        _write_failed_summary(summary_path, parts, protocol_name, list(overrides), started, err)
         raise
-    files["dose"] = dose
+    parts["dose"] = dose
     try:
         summary, record = _run(protocol, protocol_name, protocol_text, out_dir, max_minutes,
                                stop, progress, inbox, on_engine, list(overrides), note, started,
-                               files)  # fmt: skip
+                               parts)  # fmt: skip
     except BaseException as err:
-        _write_failed_summary(summary_path, files, protocol_name, list(overrides), started, err)
+        _write_failed_summary(summary_path, parts, protocol_name, list(overrides), started, err)
         raise
     write_final_summary(summary_path, summary)
     plot_summary(summary, record, protocol, out_dir / "summary.png")
@@ -198,7 +198,7 @@ def run_session(protocol: Protocol, protocol_name: str, protocol_text: str, out_
 
 
 def _run(protocol, protocol_name, protocol_text, out_dir, max_minutes, stop, progress, inbox,
-         on_engine, overrides, note, started, files) -> tuple[dict, EngineRecord]:  # fmt: skip
+         on_engine, overrides, note, started, parts) -> tuple[dict, EngineRecord]:  # fmt: skip
     stim_settings = protocol.stimulator
     blocks = plan_blocks(protocol.blocks, protocol.session.seed, protocol.decoder.classes)
     # the limits in force, resolved once (site file included) for the governor and the driver
@@ -225,8 +225,8 @@ def _run(protocol, protocol_name, protocol_text, out_dir, max_minutes, stop, pro
         stimulator = stack.enter_context(open_stimulator(stim_settings, limits))
         # built before recording starts, so a stream the protocol cannot use is refused first
         inbox = inbox or ControlInbox()
-        dose = files["dose"]
-        engine = files["engine"] = Engine(protocol, eeg, outlets, stimulator, nirs, inbox,
+        dose = parts["dose"]
+        engine = parts["engine"] = Engine(protocol, eeg, outlets, stimulator, nirs, inbox,
                                           dose_prior=dose.prior if dose else None,
                                           governor_settings=settings)  # fmt: skip
         required = protocol.recording.enabled and protocol.recording.required
@@ -274,7 +274,7 @@ def _run(protocol, protocol_name, protocol_text, out_dir, max_minutes, stop, pro
         info["safety"] = {"site": load_site_limits().describe(), "limits": asdict(settings),
                           "dose_before": asdict(dose.prior) if dose else None}  # fmt: skip
         outlets.session_info("session", **info)
-        writer = files["writer"] = SummaryWriter(
+        writer = parts["writer"] = SummaryWriter(
             out_dir / "summary.json",
             lambda: running_summary(engine, protocol_name, overrides, started),
             lambda: engine.block.index if engine.block is not None else None,
@@ -326,15 +326,15 @@ def _close_ledger(ledger) -> None:
               f"second: {err}", file=sys.stderr)  # fmt: skip
 
 
-def _write_failed_summary(path: Path, files: dict, protocol_name: str, overrides: list[str],
+def _write_failed_summary(path: Path, parts: dict, protocol_name: str, overrides: list[str],
                           started: str, err: BaseException) -> None:  # fmt: skip
     """The session failed: ``summary.json`` says so and why, with its figures so far."""
-    if files["writer"] is not None:
-        files["writer"].stop()
+    if parts["writer"] is not None:
+        parts["writer"].stop()
     reason = "interrupted (Ctrl-C)" if isinstance(err, KeyboardInterrupt) else \
         f"{type(err).__name__}: {err}"  # fmt: skip
     try:
-        engine = files["engine"]
+        engine = parts["engine"]
         summary = running_summary(engine, protocol_name, overrides, started) if engine else \
             {"protocol": protocol_name, "overrides": overrides, "started": started}  # fmt: skip
         summary.pop("complete", None)
