@@ -108,8 +108,9 @@ def test_source_killed_mid_session_is_safe_recorded_and_resumed(unique_name, tmp
 
     def run() -> None:
         result["summary"], result["record"] = run_session(
-            protocol, "test", text, tmp_path, progress=False
-        )
+            protocol, "test", text, tmp_path, progress=False,
+            on_engine=lambda engine: result.setdefault("engine", engine),
+        )  # fmt: skip
 
     engine = threading.Thread(target=run)
     engine.start()
@@ -119,7 +120,9 @@ def test_source_killed_mid_session_is_safe_recorded_and_resumed(unique_name, tmp
             seen: list = []
             closed_loop = lambda: any("closed_loop" in text for _, text in seen)  # noqa: E731
             assert wait_for(lambda: seen.extend(events.pull()) or closed_loop(), timeout_s=90)
-        wait_for(lambda: False, timeout_s=5)  # stimulation ramps up
+        governor = result["engine"].governor  # stimulation ramps up: the kill must ramp it down
+        assert wait_for(lambda: governor.amplitude > 0.1 and not governor.tripped, 30), (
+            governor.state)
         t_kill = pylsl.local_clock()
         os.kill(subject.pid, signal.SIGKILL)
         subject.wait()
