@@ -266,7 +266,8 @@ def _run(protocol, protocol_name, protocol_text, out_dir, max_minutes, stop, pro
             recorder.start()
             outlets.wait_for_consumers()
             recorder.watch(late_streams(protocol), announce_late_streams if progress else None)
-            supervisor.checks["recorder"] = RecordingCheck(recorder)
+            supervisor.checks["recorder"] = RecordingCheck(
+                recorder, flowing=lambda: engine.eeg_started and not engine.stalled)
             if progress:
                 print(f"recording {len(recorder.stream_names)} streams to {recorder.path}",
                       flush=True)  # fmt: skip

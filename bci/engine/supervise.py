@@ -98,10 +98,17 @@ class RecordingCheck:
         The session's recorder (``problem()``, ``size_bytes``, ``path``).
     headroom_s : float
         Seconds of recording the disk must still hold, s.
+    still_s : float
+        A file that has not grown for this long while the input flows has stopped, s.
+    flowing : callable
+        ``flowing() -> bool``: whether the session's input flows now (while the source is
+        silent the file may not grow; that is the watchdog's business, not the recorder's).
     """
 
-    def __init__(self, recorder, headroom_s: float = HEADROOM_S, still_s: float = STILL_S) -> None:
+    def __init__(self, recorder, headroom_s: float = HEADROOM_S, still_s: float = STILL_S,
+                 flowing: Callable[[], bool] = lambda: True) -> None:  # fmt: skip
         self.recorder, self.headroom_s, self.still_s = recorder, headroom_s, still_s
+        self.flowing = flowing
         self._sizes: deque[tuple[float, int]] = deque(maxlen=64)
         self._grew: float | None = None
         """When the file last grew (monotonic clock, s); None before it first did."""
@@ -121,6 +128,8 @@ class RecordingCheck:
         size = self.recorder.size_bytes
         if not self._sizes or size > self._sizes[-1][1]:
             self._grew = now if self._sizes else None
+        elif self._grew is not None and not self.flowing():
+            self._grew = now  # counts from when the input flows again
         self._sizes.append((now, size))
         if self._grew is not None and now - self._grew > self.still_s:
             return (f"LabRecorder has written nothing to {self.recorder.path} for "

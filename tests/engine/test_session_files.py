@@ -122,3 +122,15 @@ def test_a_recording_that_stops_growing_is_a_problem(tmp_path):
     recorder.growing = False
     assert wait_for(lambda: check() is not None, 2.0)
     assert "has written nothing to" in check() and "although it runs" in check()
+
+
+def test_a_recording_still_while_the_source_is_silent_is_not_a_problem(tmp_path):
+    from bci.engine.supervise import RecordingCheck
+
+    recorder, flowing = _Recorder(tmp_path / "session.xdf"), [True]
+    check = RecordingCheck(recorder, headroom_s=0.0, still_s=0.3, flowing=lambda: flowing[0])
+    assert wait_for(lambda: check() is None and recorder.size_bytes > 3000, 1.0)
+    recorder.growing, flowing[0] = False, False  # the source stalls: nothing to write
+    assert not wait_for(lambda: check() is not None, 0.8)
+    flowing[0] = True  # it flows again, and still nothing is written
+    assert wait_for(lambda: check() is not None, 2.0)
