@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bci.engine.control_request import check_auth_fields
+from bci.engine.session_files import write_atomic
 
 MAX_SKEW_S = 10.0
 """A signed request whose timestamp is further than this from the engine's clock is refused, s
@@ -134,20 +135,10 @@ def _private_dir(folder: Path) -> None:
 
 def write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` readable by this user only (mode 0600), atomically: a reader
-    sees the old file or the whole new one, and no one else can read it at any moment."""
+    sees the old file or the whole new one, and no one else can read it at any moment (the
+    temporary file is made 0600 and exclusively, and removed if anything fails)."""
     _private_dir(path.parent)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-    temporary.unlink(missing_ok=True)
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        with os.fdopen(fd, "w") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)  # never leave a copy of a secret behind
-        raise
+    write_atomic(path, text)
 
 
 def publish_session(address: str, info: dict) -> Path:

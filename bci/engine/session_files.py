@@ -33,9 +33,9 @@ _SESSION_FILES = (_CLAIM, "summary.json", "protocol.toml", "session.xdf")
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
-    """Replace ``path`` with ``data`` in one step: a temporary file in the same folder, flushed
-    and fsynced, then renamed over it (a crash leaves the old file or the new one, never a
-    mix)."""
+    """Replace ``path`` with ``data`` in one step: a temporary file in the same folder (made
+    exclusively, mode 0600), flushed and fsynced, then renamed over it (a crash leaves the old
+    file or the new one, never a mix)."""
     path = Path(path)
     raw = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
