@@ -99,7 +99,7 @@ def dose_refusal(settings: GovernorSettings, prior: DoseTotals, on_time_s: float
         return None
     s = settings
     charge = abs(amplitude) * 2 * MAX_HOLD_S
-    reserve = 2 * MAX_HOLD_S + s.stop_ramp_s
+    reserve = _reserve_s(s)
     if on_time_s + reserve > s.max_session_s:
         return (f"session limit reached: stimulation time {on_time_s:.0f} s of "
                 f"{s.max_session_s:g} s")  # fmt: skip
